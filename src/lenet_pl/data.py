@@ -1,0 +1,254 @@
+"""MNIST and Fashion-MNIST as a LightningDataModule that serves batches from in-memory tensors.
+
+torchvision downloads, md5-checks and parses the IDX files once; after that a batch is one
+tensor index into uint8 images (47 MB for MNIST's train set), and the float conversion,
+padding and normalisation run on the whole batch after it reaches the training device.
+"""
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.datasets import MNIST, FashionMNIST
+from torchvision.datasets.utils import calculate_md5, check_integrity
+
+from lenet_pl.errors import ConfigError, DataError
+
+DATASETS: dict[str, type[MNIST]] = {"mnist": MNIST, "fashion_mnist": FashionMNIST}
+IMAGE_SIZE = 28  # side of every MNIST-family image
+
+
+class TensorBatches:
+    """Batches of (uint8 images, int64 labels) cut from tensors by index: no workers, no per-sample Python.
+
+    Shuffling uses a generator seeded with `seed + epoch`, so runs are reproducible and the
+    order of any epoch can be rebuilt on resume (`state_dict` holds the epoch). With
+    `world_size > 1` (DDP), every rank draws the same permutation and takes every
+    world_size-th sample of it, padded by wrapping around so that all ranks get equally many.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def _samples_per_rank(self) -> int:
+        return math.ceil(len(self.labels) / self.world_size)
+
+    def __len__(self) -> int:
+        return math.ceil(self._samples_per_rank() / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n = len(self.labels)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=generator)
+            self.epoch += 1
+        else:
+            order = torch.arange(n)
+        if self.world_size > 1:
+            padded = self._samples_per_rank() * self.world_size
+            order = torch.cat([order, order[: padded - n]])[self.rank :: self.world_size]
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield self.images[index], self.labels[index]
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch = state["epoch"]
+
+
+def _raw_folder(dataset: type[MNIST], root: str | Path) -> Path:
+    return Path(root) / dataset.__name__ / "raw"
+
+
+def _unpacked_names(dataset: type[MNIST]) -> list[str]:
+    return [os.path.splitext(name)[0] for name, _ in dataset.resources]
+
+
+def ensure_downloaded(dataset: type[MNIST], root: str | Path, download: bool = True) -> None:
+    """Make sure `root/<Dataset>/raw/` holds the unpacked IDX files; raise DataError saying what to do if not.
+
+    Uses torchvision for the download and md5 check. A `.gz` already there with the wrong md5
+    is reported rather than silently downloaded again.
+    """
+    raw = _raw_folder(dataset, root)
+    if all((raw / name).is_file() for name in _unpacked_names(dataset)):
+        return
+    for name, md5 in dataset.resources:
+        path = raw / name
+        if path.is_file() and not check_integrity(str(path), md5):
+            raise DataError(
+                f"{path} is corrupt or truncated: its md5 is {calculate_md5(str(path))}, expected {md5}. "
+                "Delete it and run again to download a fresh copy, or replace it with a good copy of "
+                "the original file."
+            )
+    names = ", ".join(name for name, _ in dataset.resources)
+    if not download:
+        raise DataError(
+            f"{dataset.__name__} is not in {raw} and data.download=false. Put the four files ({names}, "
+            "or the same names without .gz) in that folder, point data.root at a folder that holds "
+            f"{dataset.__name__}/raw/, or set data.download=true."
+        )
+    try:
+        dataset(str(root), train=True, download=True)  # fetches and checks all four files
+    except Exception as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise DataError(
+            f"{dataset.__name__} is not in {raw} and downloading it failed ({reason}). Without a network, "
+            f"copy the four original files ({names}) into {raw}/ or point data.root at a folder that "
+            f"holds {dataset.__name__}/raw/, e.g. `python -m lenet_pl.train data.root=/path/to/data`; "
+            "torchvision checks their md5 and unpacks them."
+        ) from err
+
+
+def load_split(dataset: type[MNIST], root: str | Path, train: bool) -> tuple[Tensor, Tensor]:
+    """The train or test split as (uint8 images N x 28 x 28, int64 labels N), parsed by torchvision."""
+    raw = _raw_folder(dataset, root)
+    try:
+        ds = dataset(str(root), train=train, download=False)
+        images, labels = ds.data, ds.targets
+    except Exception as err:
+        raise DataError(
+            f"Could not read the {dataset.__name__} files in {raw} ({type(err).__name__}: {err}). They are "
+            f"truncated or not IDX files: delete {', '.join(_unpacked_names(dataset))} there and run "
+            "again to unpack or download fresh copies."
+        ) from err
+    if images.dim() != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or len(images) != len(labels):
+        raise DataError(
+            f"The {dataset.__name__} files in {raw} hold {tuple(images.shape)} images and {len(labels)} "
+            f"labels; expected N x {IMAGE_SIZE} x {IMAGE_SIZE} images with one label each."
+        )
+    return images, labels
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """MNIST or Fashion-MNIST: a seeded train/val split of the 60k training images, and the 10k test set.
+
+    Args:
+        root: folder holding `MNIST/raw/` (or `FashionMNIST/raw/`); downloaded there if missing.
+        dataset: "mnist" or "fashion_mnist".
+        batch_size: training batch size.
+        eval_batch_size: batch size for validation and test (no effect on their results).
+        val_size: validation images held out of the training set: a count, or a fraction in (0, 1).
+        split_seed: seed of the train/val split (fixed apart from the training seed, so seeds
+            vary the training, not the data).
+        shuffle_seed: seed of the per-epoch shuffling.
+        image_size: side of the model's input; images are centred and padded with background
+            (32 for the paper's LeNet-5, 28 for none).
+        mean, std: normalisation applied after scaling pixels to [0, 1].
+        download: download through torchvision when the files are missing.
+    """
+
+    def __init__(
+        self,
+        root: str = "data",
+        dataset: str = "mnist",
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_size: int | float = 5000,
+        split_seed: int = 0,
+        shuffle_seed: int = 0,
+        image_size: int = 32,
+        mean: float = 0.1307,
+        std: float = 0.3081,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ConfigError(f"data.dataset={dataset!r} is not known; choose one of {sorted(DATASETS)}.")
+        for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{key}={value!r} is not allowed: it must be a whole number of at least 1.")
+        if isinstance(val_size, bool) or not (
+            (isinstance(val_size, int) and val_size >= 1)
+            or (isinstance(val_size, float) and 0 < val_size < 1)
+        ):
+            raise ConfigError(
+                f"data.val_size={val_size!r} is not allowed: give a number of images (at least 1) "
+                "or a fraction of the training set strictly between 0 and 1."
+            )
+        if image_size < IMAGE_SIZE or (image_size - IMAGE_SIZE) % 2:
+            raise ConfigError(
+                f"data.image_size={image_size} is not allowed: images are {IMAGE_SIZE}x{IMAGE_SIZE} and are "
+                f"padded equally on each side, so it must be {IMAGE_SIZE} plus an even number (0, 2, 4...)."
+            )
+        if not std > 0:
+            raise ConfigError(f"data.std={std!r} is not allowed: it must be positive.")
+        self.dataset = DATASETS[dataset]
+        self.root = root
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
+        self.pad = (image_size - IMAGE_SIZE) // 2
+        self.mean, self.std = mean, std
+        self.download = download
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def prepare_data(self) -> None:
+        ensure_downloaded(self.dataset, self.root, self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        images, labels = load_split(self.dataset, self.root, train=True)
+        n_val = self.val_size if isinstance(self.val_size, int) else round(self.val_size * len(labels))
+        if not 1 <= n_val < len(labels):
+            raise ConfigError(
+                f"data.val_size={self.val_size!r} leaves no training images: the training set has "
+                f"{len(labels)} images."
+            )
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+        val, train = order[:n_val], order[n_val:]
+        self.splits["train"] = images[train], labels[train]
+        self.splits["val"] = images[val], labels[val]
+        self.splits["test"] = load_split(self.dataset, self.root, train=False)
+
+    def _batches(self, split: str, batch_size: int, shuffle: bool = False) -> TensorBatches:
+        trainer = self.trainer
+        return TensorBatches(
+            *self.splits[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=self.shuffle_seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val", self.eval_batch_size)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", self.eval_batch_size)
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """uint8 images (N, 28, 28) -> normalised float (N, 1, image_size, image_size)."""
+        x = images.unsqueeze(1).float().div_(255)
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4)  # 0 is the background before normalisation
+        return x.sub_(self.mean).div_(self.std)
+
+    def on_after_batch_transfer(
+        self, batch: tuple[Tensor, Tensor], dataloader_idx: int
+    ) -> tuple[Tensor, Tensor]:
+        images, labels = batch
+        return self.preprocess(images), labels

@@ -1,0 +1,21 @@
+"""Errors caused by what the user asked for: reported as one paragraph, without a traceback."""
+
+
+class UserError(Exception):
+    """Bad input (a config value, a data folder, a file). The message says what was wrong and what to do."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config value outside what the project accepts."""
+
+
+class DataError(UserError, RuntimeError):
+    """A data set that is missing, cannot be downloaded, or is corrupt."""
+
+
+def user_message(err: BaseException) -> str:
+    """The message to show for `err`: the UserError inside wrappers such as Hydra's InstantiationException."""
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, UserError):
+        cause = cause.__cause__
+    return str(cause if cause is not None else err)

@@ -1,0 +1,87 @@
+"""LeNetModule: the LightningModule that trains a LeNet5 with a given loss, optimizer and schedule."""
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+
+class LeNetModule(L.LightningModule):
+    """Wraps any classifier `net` whose largest output is the predicted class.
+
+    Args:
+        net: the model (a `LeNet5`).
+        loss: called as loss(outputs, targets).
+        optimizer: called with the parameters, e.g. a `functools.partial(torch.optim.SGD, lr=0.01)`.
+        scheduler: called with the optimizer, or None for a constant learning rate.
+        scheduler_interval: "epoch" or "step": when the scheduler steps.
+        num_classes: number of classes, for the accuracy metrics.
+        config: the run's resolved config, stored in checkpoints so they describe themselves.
+
+    Logs train/loss, train/acc, val/loss, val/acc, val/acc_best, test/loss and test/acc.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: Callable[[Tensor, Tensor], Tensor],
+        optimizer: Callable[[Iterable[nn.Parameter]], Optimizer],
+        scheduler: Callable[[Optimizer], LRScheduler] | None = None,
+        scheduler_interval: str = "epoch",
+        num_classes: int = 10,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters("config", logger=False)
+        self.net = net
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str, accuracy: MulticlassAccuracy) -> Tensor:
+        x, y = batch
+        outputs = self.net(x)
+        loss = self.loss(outputs, y)
+        accuracy(outputs, y)
+        training = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=training, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train", self.train_acc)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val", self.val_acc)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=False)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test", self.test_acc)
+
+    def configure_optimizers(self) -> Optimizer | dict[str, Any]:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
+        }

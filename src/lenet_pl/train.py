@@ -1,0 +1,101 @@
+"""Train LeNet-5, then test the best checkpoint. The entry point of every run and sweep.
+
+python -m lenet_pl.train                                  # the classic setup (conf/train.yaml)
+python -m lenet_pl.train experiment=modern                # ReLU, max-pooling, Adam
+python -m lenet_pl.train -m activation=tanh,relu pooling=avg,max
+"""
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from lenet_pl import CONFIG_DIR
+from lenet_pl.config import run_hparams, validate
+from lenet_pl.errors import UserError, user_message
+from lenet_pl.model import format_layer_table, layer_table
+from lenet_pl.module import LeNetModule
+
+log = logging.getLogger("lenet_pl")
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit and test one run described by `cfg`; returns its final metrics (also written to metrics.json)."""
+    validate(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+
+    datamodule = instantiate(cfg.data)
+    net = instantiate(cfg.model)
+    scheduler = cfg.scheduler.get("scheduler")
+    module = LeNetModule(
+        net=net,
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(scheduler) if scheduler else None,
+        scheduler_interval=cfg.scheduler.get("interval", "epoch"),
+        num_classes=cfg.model.num_classes,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    loggers = [instantiate(c) for c in cfg.logger.values()]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
+
+    log.info("LeNet-5 layers:\n%s", format_layer_table(layer_table(net)))
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - start
+    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # test() replaces these
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    test_results = trainer.test(module, datamodule=datamodule, ckpt_path="best" if best else None)
+    metrics = {
+        **fit_metrics,
+        **{k: float(v) for k, v in test_results[0].items()},
+        "epochs": trainer.current_epoch,
+        "fit_seconds": fit_seconds,
+        "best_checkpoint": best,
+    }
+    log.info("Test accuracy: %.2f%% (test loss %.4f)", 100 * metrics["test/acc"], metrics["test/loss"])
+
+    hparams = run_hparams(cfg, HydraConfig.get().runtime.choices)
+    final = {
+        f"final/{k.replace('/', '_')}": metrics[k]
+        for k in ("val/acc_best", "test/acc", "test/loss")
+        if k in metrics
+    }
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):  # the hparams tab ranks runs by these final metrics
+            logger.log_hyperparams(hparams, metrics=final)
+        else:
+            logger.log_hyperparams(hparams)
+    (output_dir / "metrics.json").write_text(json.dumps({"hparams": hparams, "metrics": metrics}, indent=2))
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = train(cfg)
+    except (UserError, HydraException) as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra records the failed job and runs the rest of the sweep
+        log.error("error: %s", user_message(err))
+        sys.exit(1)
+    # Sweepers (Optuna) optimise the returned value.
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()
