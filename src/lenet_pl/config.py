@@ -35,9 +35,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"optimizer.lr={lr!r} is not allowed: the learning rate must be a positive number.")
     weight_decay = OmegaConf.select(cfg, "optimizer.weight_decay", default=0)
     if not (_is_number(weight_decay) and weight_decay >= 0):
-        raise ConfigError(
-            f"optimizer.weight_decay={weight_decay!r} is not allowed: it must be a number >= 0."
-        )
+        raise ConfigError(f"optimizer.weight_decay={weight_decay!r} is not allowed: it must be a number >= 0.")
     epochs = OmegaConf.select(cfg, "trainer.max_epochs")
     if not (isinstance(epochs, int) and not isinstance(epochs, bool) and (epochs >= 1 or epochs == -1)):
         raise ConfigError(

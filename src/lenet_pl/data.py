@@ -178,8 +178,7 @@ class MNISTDataModule(L.LightningDataModule):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key}={value!r} is not allowed: it must be a whole number of at least 1.")
         if isinstance(val_size, bool) or not (
-            (isinstance(val_size, int) and val_size >= 1)
-            or (isinstance(val_size, float) and 0 < val_size < 1)
+            (isinstance(val_size, int) and val_size >= 1) or (isinstance(val_size, float) and 0 < val_size < 1)
         ):
             raise ConfigError(
                 f"data.val_size={val_size!r} is not allowed: give a number of images (at least 1) "
@@ -211,8 +210,7 @@ class MNISTDataModule(L.LightningDataModule):
         n_val = self.val_size if isinstance(self.val_size, int) else round(self.val_size * len(labels))
         if not 1 <= n_val < len(labels):
             raise ConfigError(
-                f"data.val_size={self.val_size!r} leaves no training images: the training set has "
-                f"{len(labels)} images."
+                f"data.val_size={self.val_size!r} leaves no training images: the training set has {len(labels)} images."
             )
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
         val, train = order[:n_val], order[n_val:]
@@ -247,8 +245,6 @@ class MNISTDataModule(L.LightningDataModule):
             x = F.pad(x, (self.pad,) * 4)  # 0 is the background before normalisation
         return x.sub_(self.mean).div_(self.std)
 
-    def on_after_batch_transfer(
-        self, batch: tuple[Tensor, Tensor], dataloader_idx: int
-    ) -> tuple[Tensor, Tensor]:
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
         images, labels = batch
         return self.preprocess(images), labels

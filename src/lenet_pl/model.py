@@ -100,10 +100,7 @@ def _leaf_connections(module: nn.Module, out: torch.Size) -> int:
 def layer_table(model: LeNet5) -> list[LayerRow]:
     """One row per stage (C1 ... output): output shape, trainable parameters and connections."""
     out_shapes: dict[nn.Module, torch.Size] = {}
-    hooks = [
-        m.register_forward_hook(lambda m, _, out: out_shapes.__setitem__(m, out.shape))
-        for m in model.modules()
-    ]
+    hooks = [m.register_forward_hook(lambda m, _, out: out_shapes.__setitem__(m, out.shape)) for m in model.modules()]
     try:
         with torch.no_grad():
             model(torch.zeros(1, *model.input_shape, device=next(model.parameters()).device))

@@ -71,9 +71,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     hparams = run_hparams(cfg, HydraConfig.get().runtime.choices)
     final = {
-        f"final/{k.replace('/', '_')}": metrics[k]
-        for k in ("val/acc_best", "test/acc", "test/loss")
-        if k in metrics
+        f"final/{k.replace('/', '_')}": metrics[k] for k in ("val/acc_best", "test/acc", "test/loss") if k in metrics
     }
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):  # the hparams tab ranks runs by these final metrics

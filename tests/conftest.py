@@ -1,0 +1,95 @@
+"""Shared test helpers: small IDX data sets written by the tests, real MNIST from ../shared, the CLI."""
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNIST = Path(os.environ.get("LENET_SHARED_MNIST", REPO.parent / "shared" / "data" / "MNIST" / "raw"))
+IDX_NAMES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n 28x28 uint8 images whose class is a bright 8x8 block at one of ten places, over faint noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    labels = labels[torch.randperm(n, generator=g)]
+    images = torch.randint(0, 40, (n, 28, 28), generator=g, dtype=torch.uint8)
+    for i, label in enumerate(labels.tolist()):
+        row, col = divmod(label, 5)
+        top, left = 4 + row * 10, 1 + col * 5
+        images[i, top : top + 8, left : left + 5] = 255
+    return images, labels
+
+
+def write_idx(folder: Path, train: bool, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """Write images and labels as the unpacked IDX files torchvision's MNIST reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image_name, label_name = IDX_NAMES[train]
+    n, rows, cols = images.shape
+    (folder / image_name).write_bytes(struct.pack(">IIII", 0x0803, n, rows, cols) + images.numpy().tobytes())
+    (folder / label_name).write_bytes(struct.pack(">II", 0x0801, n) + labels.to(torch.uint8).numpy().tobytes())
+
+
+def write_dataset(root: Path, folder_name: str = "MNIST", n_train: int = 1200, n_test: int = 300) -> Path:
+    raw = root / folder_name / "raw"
+    write_idx(raw, True, *synthetic_digits(n_train, seed=1))
+    write_idx(raw, False, *synthetic_digits(n_test, seed=2))
+    return root
+
+
+@pytest.fixture
+def synthetic_root(tmp_path: Path) -> Path:
+    """A data root with a small synthetic MNIST (1,200 train / 300 test images)."""
+    return write_dataset(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def real_mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding a copy of the real MNIST files from ../shared (skips where there are none)."""
+    if not all((SHARED_MNIST / f"{name}.gz").is_file() for pair in IDX_NAMES.values() for name in pair):
+        pytest.skip(f"real MNIST not found in {SHARED_MNIST}")
+    root = tmp_path_factory.mktemp("mnist")
+    shutil.copytree(SHARED_MNIST, root / "MNIST" / "raw")
+    for path in (root / "MNIST" / "raw").iterdir():
+        path.chmod(0o644)
+    return root
+
+
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a subprocess in which every network look-up fails, as on a machine with no network."""
+    hook = tmp_path / "offline_hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(
+        "import socket\n"
+        "def _offline(*args, **kwargs):\n"
+        "    raise socket.gaierror(-3, 'Temporary failure in name resolution (network disabled by the test)')\n"
+        "socket.getaddrinfo = _offline\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_cli(module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600):
+    """Run `python -m <module> <args>` as a user would; returns the CompletedProcess (text output)."""
+    env = dict(env or os.environ)
+    env.pop("LENET_DATA_ROOT", None)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,108 @@
+import itertools
+import math
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from lenet_pl import CONFIG_DIR
+from lenet_pl.config import compose_config
+from lenet_pl.errors import ConfigError
+from lenet_pl.layers import AvgPool, MaxPool, OneHotMSELoss, ScaledTanh
+from lenet_pl.model import LeNet5, format_layer_table, layer_table
+
+
+def choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def test_classic_lenet5_layer_table_matches_the_paper_counts():
+    rows = {r.name: r for r in layer_table(LeNet5())}
+    assert list(rows) == ["C1", "S2", "C3", "S4", "C5", "F6", "output"]
+    assert {n: r.params for n, r in rows.items()} == {
+        "C1": 156, "S2": 0, "C3": 2_416, "S4": 0, "C5": 48_120, "F6": 10_164, "output": 850,
+    }  # fmt: skip
+    assert {n: r.connections for n, r in rows.items()} == {
+        # C1: 28*28*6*(25+1); S2: 14*14*6 outputs of 4 inputs; C3 (dense): 10*10*16*(6*25+1)
+        "C1": 122_304, "S2": 4_704, "C3": 241_600, "S4": 1_600, "C5": 48_120, "F6": 10_164, "output": 850,
+    }  # fmt: skip
+    assert {n: r.output_shape for n, r in rows.items()} == {
+        "C1": (6, 28, 28), "S2": (6, 14, 14), "C3": (16, 10, 10), "S4": (16, 5, 5),
+        "C5": (120,), "F6": (84,), "output": (10,),
+    }  # fmt: skip
+    assert sum(r.params for r in rows.values()) == 61_706
+    assert sum(p.numel() for p in LeNet5().parameters()) == 61_706
+
+
+def test_28x28_input_gives_the_keras_blog_model():
+    rows = {r.name: r for r in layer_table(LeNet5(input_size=28))}
+    assert rows["S4"].output_shape == (16, 4, 4)
+    assert rows["C5"].params == 16 * 4 * 4 * 120 + 120
+    assert sum(r.params for r in rows.values()) == 44_426
+
+
+def test_layer_table_text_has_every_layer_and_the_totals():
+    text = format_layer_table(layer_table(LeNet5()))
+    lines = text.splitlines()
+    assert lines[0].split() == ["layer", "output", "params", "connections"]
+    assert lines[1].split() == ["C1", "6x28x28", "156", "122,304"]
+    assert lines[-1].split() == ["total", "61,706", "429,342"]
+
+
+@pytest.mark.parametrize(
+    ("activation", "pooling", "loss"),
+    list(itertools.product(choices("activation"), choices("pooling"), choices("loss"))),
+)
+def test_every_activation_pooling_loss_combination_builds_and_trains(activation, pooling, loss):
+    cfg = compose_config([f"activation={activation}", f"pooling={pooling}", f"loss={loss}"])
+    net = instantiate(cfg.model)
+    criterion = instantiate(cfg.loss)
+    assert sum(p.numel() for p in net.parameters()) == 61_706
+    x = torch.randn(7, 1, 32, 32)
+    y = torch.arange(7) % 10
+    out = net(x)
+    assert out.shape == (7, 10)
+    value = criterion(out, y)
+    assert value.shape == () and torch.isfinite(value)
+    value.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    stage_types = {type(m) for m in net.C1.modules()}
+    assert type(instantiate(cfg.activation)()) in stage_types
+
+
+def test_activation_and_pooling_parts_are_the_configured_ones():
+    net = instantiate(compose_config(["activation=relu", "pooling=max"]).model)
+    assert isinstance(net.C1[1], nn.ReLU) and isinstance(net.F6[1], nn.ReLU)
+    assert isinstance(net.S2, MaxPool) and isinstance(net.S4, MaxPool)
+    net = instantiate(compose_config([]).model)
+    assert isinstance(net.C3[1], nn.Tanh) and isinstance(net.S2, AvgPool)
+
+
+def test_scaled_tanh_is_the_1998_squashing_function():
+    f = ScaledTanh()
+    a = torch.tensor([-1.0, 0.0, 1.0, 3.0])
+    expected = 1.7159 * torch.tanh(2 * a / 3)
+    torch.testing.assert_close(f(a), expected)
+    assert f(torch.tensor(1.0)).item() == pytest.approx(1.0, abs=2e-4)
+    assert f(torch.tensor(100.0)).item() == pytest.approx(1.7159)
+
+
+def test_one_hot_mse_sums_over_classes_and_averages_over_the_batch():
+    outputs = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    target = torch.tensor([0, 2])
+    # sample 1: exact; sample 2: 0.25 + 0.25 + 1
+    assert OneHotMSELoss(3)(outputs, target).item() == pytest.approx(1.5 / 2)
+
+
+def test_input_too_small_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"model.input_size=12 .*at least 16"):
+        LeNet5(input_size=12)
+
+
+def test_model_runs_without_lightning_on_a_batch():
+    net = LeNet5().eval()
+    with torch.no_grad():
+        probs = net(torch.zeros(2, 1, 32, 32)).softmax(1)
+    assert probs.shape == (2, 10)
+    assert math.isclose(probs.sum().item(), 2.0, rel_tol=1e-5)
