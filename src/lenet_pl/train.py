@@ -14,6 +14,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
@@ -33,6 +34,8 @@ log = logging.getLogger("lenet_pl")
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test one run described by `cfg`; returns its final metrics (also written to metrics.json)."""
     validate(cfg)
+    if cfg.get("threads"):  # intra-op threads; sweeps running jobs side by side give each a share of the cores
+        torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
