@@ -1,8 +1,10 @@
 """The config layer: composing `conf/` outside a Hydra app, checking values, and naming what a run swapped."""
 
+from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from lenet_pl import CONFIG_DIR
@@ -14,10 +16,44 @@ AXES = ("experiment", "model", "activation", "pooling", "loss", "optimizer", "sc
 VALUES = ("optimizer.lr", "optimizer.weight_decay", "data.batch_size", "trainer.max_epochs", "seed")
 
 
+def unique_dir(path: str) -> str:
+    """`path`, or `path-1`, `path-2`...: the first that did not exist, created here and now.
+
+    Hydra names run dirs by the second, so two runs started in the same second (or a sweep rerun
+    into the same dir) would share a folder and overwrite each other's files. mkdir is atomic, so
+    concurrent runs each get their own. Registered with use_cache, so each run resolves it once.
+    """
+    base = Path(path)
+    candidate, n = base, 0
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return str(candidate)
+        except FileExistsError:
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+
+
+def unique_subdir(parent: str, name: str) -> str:
+    """`name`, or `name-1`...: a sweep job's subdir that no earlier job in `parent` has used."""
+    return Path(unique_dir(str(Path(parent) / name))).name
+
+
+OmegaConf.register_new_resolver("unique_dir", unique_dir, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("unique_subdir", unique_subdir, use_cache=True, replace=True)
+
+
 def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
-    """The config `python -m lenet_pl.train <overrides>` would run with, minus Hydra's own section."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides or [])
+    """The config `python -m lenet_pl.train <overrides>` would run with, minus Hydra's own section.
+
+    Hydra's composition errors (unknown group choice, malformed override) become ConfigErrors
+    carrying Hydra's own message, which lists the valid choices.
+    """
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name=config_name, overrides=overrides or [])
+    except HydraException as err:
+        raise ConfigError(str(err).strip()) from err
 
 
 def _is_number(value: Any) -> bool:

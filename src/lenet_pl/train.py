@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from lenet_pl import CONFIG_DIR
+from lenet_pl.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
 from lenet_pl.config import run_hparams, validate
 from lenet_pl.errors import UserError, user_message
 from lenet_pl.model import format_layer_table, layer_table
@@ -49,27 +50,43 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         scheduler=instantiate(scheduler) if scheduler else None,
         scheduler_interval=cfg.scheduler.get("interval", "epoch"),
         num_classes=cfg.model.num_classes,
+        compile=cfg.get("compile", False),
+        channels_last=cfg.get("channels_last", False),
         config=OmegaConf.to_container(cfg, resolve=True),
     )
+    # Resolve and check the checkpoint before anything is trained: a wrong path or a checkpoint of
+    # another model fails here, in one paragraph, instead of deep inside Lightning.
+    ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), cfg, cfg.paths.output_root, output_dir)
+    if ckpt_path is not None:
+        checkpoint = load_checkpoint(ckpt_path)
+        check_compatible(checkpoint, module, ckpt_path)
+        log.info(
+            "Resuming from %s (epoch %s, step %s)", ckpt_path, checkpoint.get("epoch"), checkpoint.get("global_step")
+        )
+        ckpt_path = adopt_checkpoint(checkpoint, ckpt_path, output_dir / "checkpoints")
     loggers = [instantiate(c) for c in cfg.logger.values()]
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
 
-    log.info("LeNet-5 layers:\n%s", format_layer_table(layer_table(net)))
+    if trainer.is_global_zero:
+        log.info("LeNet-5 layers:\n%s", format_layer_table(layer_table(net)))
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # test() replaces these
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    test_results = trainer.test(module, datamodule=datamodule, ckpt_path="best" if best else None)
+    test_results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     metrics = {
         **fit_metrics,
         **{k: float(v) for k, v in test_results[0].items()},
         "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
         "fit_seconds": fit_seconds,
         "best_checkpoint": best,
     }
+    if not trainer.is_global_zero:  # DDP: one process reports and writes
+        return metrics
     log.info("Test accuracy: %.2f%% (test loss %.4f)", 100 * metrics["test/acc"], metrics["test/loss"])
 
     hparams = run_hparams(cfg, HydraConfig.get().runtime.choices)
@@ -90,8 +107,12 @@ def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
     except (UserError, HydraException) as err:
+        # failure.json tells `lenet_pl.report` that this run failed, rather than is still running.
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        failure = {"error": type(err).__name__, "message": user_message(err)}
+        (output_dir / "failure.json").write_text(json.dumps(failure, indent=2))
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # Hydra records the failed job and runs the rest of the sweep
+            raise  # Hydra records the failed job, runs the rest of the sweep, then exits non-zero
         log.error("error: %s", user_message(err))
         sys.exit(1)
     # Sweepers (Optuna) optimise the returned value.
