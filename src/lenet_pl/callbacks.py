@@ -1,0 +1,166 @@
+"""What a run shows in TensorBoard besides scalars: inputs, mistakes, confusion matrix, weights, graph.
+
+Each is a Lightning callback with its own config in conf/callbacks/ (all on in `default`); turn
+one off with e.g. `python -m lenet_pl.train '~callbacks.weight_histograms'`. They write to the
+run's TensorBoardLogger and do nothing without one. They stay cheap: the pictures need a few
+extra forward passes at most every few epochs, the histograms one pass over the weights.
+The figure helpers are shared with `lenet_pl.evaluate`.
+"""
+
+import lightning as L
+import matplotlib
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from torchmetrics.classification import MulticlassConfusionMatrix
+from torchvision.utils import make_grid
+
+matplotlib.use("Agg")  # render to images, never open a window
+
+
+def digits_figure(images: Tensor, titles: list[str], columns: int = 8) -> Figure:
+    """A grid of images (N, C, H, W), each with a title such as '3 (true 5)'."""
+    rows = max(1, -(-len(images) // columns))
+    fig = Figure(figsize=(columns * 1.1, rows * 1.25))
+    for i, (image, title) in enumerate(zip(images, titles, strict=True)):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.imshow(image[0].float().cpu().numpy(), cmap="gray")
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix_figure(matrix: Tensor, title: str = "confusion matrix") -> Figure:
+    """Counts of (true class, predicted class) as a heat map with the numbers written in."""
+    n = len(matrix)
+    fig = Figure(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    ax = fig.add_subplot()
+    ax.imshow(matrix.cpu().numpy(), cmap="Blues")
+    threshold = matrix.max().item() / 2
+    for true, row in enumerate(matrix.tolist()):
+        for pred, count in enumerate(row):
+            color = "white" if count > threshold else "black"
+            ax.text(pred, true, str(int(count)), ha="center", va="center", fontsize=7, color=color)
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def _writer(trainer: L.Trainer) -> SummaryWriter | None:
+    """The run's TensorBoard writer on the main process, or None (no TensorBoard logger, or another rank)."""
+    if not trainer.is_global_zero:
+        return None
+    return next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+
+
+class SampleInputs(L.Callback):
+    """Logs a grid of the first training batch's inputs, as the model sees them, once."""
+
+    def __init__(self, count: int = 64) -> None:
+        self.count = count
+        self.done = False
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        writer = _writer(trainer)
+        if self.done or writer is None:
+            return
+        images = batch[0][: self.count].detach().float().cpu()
+        writer.add_image("inputs/train_samples", make_grid(images, nrow=8, normalize=True, pad_value=1), 0)
+        self.done = True
+
+
+class ModelGraph(L.Callback):
+    """Logs the network's graph (traced on one training input), once."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        writer = _writer(trainer)
+        if self.done or writer is None:
+            return
+        net = getattr(pl_module, "net", pl_module)  # the plain nn.Module reads better than its wrapper
+        with torch.no_grad():
+            writer.add_graph(net, batch[0][:1])
+        self.done = True
+
+
+class WeightHistograms(L.Callback):
+    """Logs a histogram of every parameter tensor every `every_n_epochs` epochs."""
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        self.every_n_epochs = every_n_epochs
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = _writer(trainer)
+        if writer is None or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        for name, param in getattr(pl_module, "net", pl_module).named_parameters():
+            writer.add_histogram(f"weights/{name}", param.detach().cpu(), trainer.global_step)
+
+
+class MisclassifiedDigits(L.Callback):
+    """Every `every_n_epochs` epochs (and at the last one), shows up to `count` wrong validation digits.
+
+    Each is titled 'predicted (true label)'. Predictions come from an extra forward pass over
+    validation batches until `count` mistakes are found, so a good model costs a few batches.
+    """
+
+    def __init__(self, every_n_epochs: int = 5, count: int = 32) -> None:
+        self.every_n_epochs, self.count = every_n_epochs, count
+        self.images: list[Tensor] = []
+        self.titles: list[str] = []
+        self.active = False
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        last = epoch == trainer.max_epochs
+        self.active = _writer(trainer) is not None and not trainer.sanity_checking
+        self.active &= last or epoch % self.every_n_epochs == 0
+        self.images, self.titles = [], []
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if not self.active or len(self.images) >= self.count:
+            return
+        x, y = batch
+        predicted = pl_module(x).argmax(dim=1)
+        wrong = (predicted != y).nonzero().flatten()[: self.count - len(self.images)]
+        self.images.extend(x[wrong].cpu())
+        self.titles.extend(f"{p} (true {t})" for p, t in zip(predicted[wrong].tolist(), y[wrong].tolist(), strict=True))
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = _writer(trainer)
+        if self.active and self.images and writer is not None:
+            fig = digits_figure(torch.stack(self.images), self.titles)
+            writer.add_figure("val/misclassified", fig, trainer.global_step)
+        self.active = False
+
+
+class ConfusionMatrix(L.Callback):
+    """Logs the test-set confusion matrix of the tested checkpoint: the run's last picture."""
+
+    def __init__(self) -> None:
+        self.matrix: MulticlassConfusionMatrix | None = None
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.matrix = None
+
+    def on_test_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        x, y = batch
+        scores = pl_module(x)
+        if self.matrix is None:  # the class count comes from the model, whatever its head
+            self.matrix = MulticlassConfusionMatrix(scores.shape[1]).to(scores.device)
+        self.matrix.update(scores.argmax(dim=1), y)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = _writer(trainer)
+        if writer is not None and self.matrix is not None:
+            fig = confusion_matrix_figure(self.matrix.compute())
+            writer.add_figure("test/confusion_matrix", fig, trainer.global_step)

@@ -1,0 +1,131 @@
+"""Export a trained model as ONNX or TorchScript, checked against PyTorch before it is written.
+
+python -m lenet_pl.export ckpt_path=outputs/2026-01-31/12-00-00                  # ONNX
+python -m lenet_pl.export ckpt_path=run/checkpoints/last.ckpt format=torchscript output=lenet.pt
+
+The exported model takes the normalised (N, 1, S, S) float tensor the network takes and returns
+its outputs; how to get there from an image is written into the file's metadata (ONNX
+metadata_props, TorchScript extra file `lenet_pl.json`). Before anything is written, the
+exported model is run (onnxruntime, or torch.jit.load) on the run's first `check_digits` test
+digits and its outputs must be within `tolerance` of the PyTorch model's.
+"""
+
+import io
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnxruntime
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from lenet_pl.errors import UserError
+from lenet_pl.predict import describe_preprocessing
+from lenet_pl.trained import command_line, load_run
+
+METADATA_FILE = "lenet_pl.json"  # TorchScript's extra file holding the metadata
+
+
+def to_onnx(net: nn.Module, example: Tensor, metadata: dict[str, str]) -> tuple[bytes, Callable[[Tensor], Tensor]]:
+    """The ONNX file's bytes (batch size free), and a function that runs them with onnxruntime."""
+    program = torch.onnx.export(
+        net,
+        (example,),
+        input_names=["image"],
+        output_names=["scores"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        dynamo=True,
+        verbose=False,
+    )
+    proto = program.model_proto
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    data = proto.SerializeToString()
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return data, lambda x: torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+
+
+def to_torchscript(
+    net: nn.Module, example: Tensor, metadata: dict[str, str]
+) -> tuple[bytes, Callable[[Tensor], Tensor]]:
+    """The TorchScript file's bytes (traced), and the model loaded back from them.
+
+    torch deprecates TorchScript in favour of torch.export; it still runs, and the README says to
+    prefer ONNX, so its FutureWarnings are not repeated on every export.
+    """
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+        torch.jit.save(torch.jit.trace(net, example), buffer, _extra_files={METADATA_FILE: json.dumps(metadata)})
+        loaded = torch.jit.load(io.BytesIO(buffer.getvalue()), map_location="cpu")
+    return buffer.getvalue(), loaded
+
+
+EXPORTERS = {"onnx": (to_onnx, ".onnx"), "torchscript": (to_torchscript, ".torchscript.pt")}
+
+
+def export(cfg: DictConfig) -> dict[str, Any]:
+    """Export the run `cfg.ckpt_path` names; returns where it went and how close it is to PyTorch."""
+    if cfg.format not in EXPORTERS:
+        raise UserError(f"format={cfg.format!r} is not known; choose one of {', '.join(EXPORTERS)}.")
+    if isinstance(cfg.check_digits, bool) or not isinstance(cfg.check_digits, int) or cfg.check_digits < 1:
+        raise UserError(f"check_digits={cfg.check_digits!r} is not allowed: give a whole number of at least 1.")
+    run = load_run(cfg.ckpt_path, data_root=cfg.data_root)
+    datamodule = run.datamodule()
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    x = datamodule.preprocess(datamodule.splits["test"][0][: cfg.check_digits].cpu())
+
+    metadata = {key: str(value) for key, value in describe_preprocessing(datamodule).items()}
+    metadata["classes"] = ",".join(map(str, range(run.config.model.num_classes)))
+    metadata["checkpoint"] = str(run.ckpt_path)
+    metadata["config"] = json.dumps(OmegaConf.to_container(run.config))
+    exporter, suffix = EXPORTERS[cfg.format]
+    data, exported = exporter(run.net, x[:2], metadata)
+
+    with torch.inference_mode():
+        expected = run.net(x)
+        max_diff = (exported(x) - expected).abs().max().item()
+    if not max_diff <= cfg.tolerance:
+        raise UserError(
+            f"The {cfg.format} export differs from the PyTorch model by up to {max_diff:.3g} on the first "
+            f"{len(x)} test digits, more than tolerance={cfg.tolerance}; nothing was written. The model "
+            "may use an operation the exporter translates inexactly; try the other format."
+        )
+    output = Path(cfg.output or run.run_dir / "export" / f"{run.ckpt_path.stem}{suffix}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(data)
+    return {"output": str(output), "format": cfg.format, "checked_digits": len(x), "max_abs_diff": max_diff}
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata an exported file carries (either format)."""
+    if str(path).endswith(".onnx"):
+        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    extra = {METADATA_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return json.loads(extra[METADATA_FILE])
+
+
+def run(cfg: DictConfig) -> int:
+    result = export(cfg)
+    print(
+        f"wrote {result['output']} ({result['format']}); largest |exported - PyTorch| on the first "
+        f"{result['checked_digits']} test digits: {result['max_abs_diff']:.2e}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command_line("export", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

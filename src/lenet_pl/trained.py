@@ -1,0 +1,128 @@
+"""Load a trained run (its network, loss and data config) from a run dir or a .ckpt file.
+
+Shared by evaluate, predict and export. A checkpoint describes itself: `LeNetModule` stores the
+run's resolved config in it, so the model is rebuilt exactly as trained, whatever parts
+(activation, pooling, head) the run used. The file is read with `torch.load(weights_only=True)`
+(`lenet_pl.checkpoints.load_checkpoint`), which unpickles only tensors and plain values, never
+code, so a downloaded checkpoint cannot run anything on load.
+"""
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from hydra.errors import HydraException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from lenet_pl.checkpoints import load_checkpoint
+from lenet_pl.config import compose_config
+from lenet_pl.data import MNISTDataModule
+from lenet_pl.errors import UserError, user_message
+
+
+@dataclass
+class TrainedRun:
+    """A trained model ready for inference (eval mode, on the CPU), with what it came from."""
+
+    ckpt_path: Path
+    run_dir: Path  # the training run's folder (the checkpoint's folder when it sits outside a run)
+    config: DictConfig  # the run's resolved config
+    net: nn.Module
+    loss: nn.Module
+    global_step: int
+
+    def datamodule(self) -> MNISTDataModule:
+        """The run's own data module: same data set, split, padding and normalisation as in training."""
+        return instantiate(self.config.data)
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """The checkpoint a run dir stands for: its best one (as metrics.json names it), else last.ckpt."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise UserError(
+            f"ckpt_path={str(path)!r} does not exist. Give a training run's folder (the one holding "
+            "checkpoints/ and metrics.json, e.g. outputs/2026-01-31/12-00-00) or a .ckpt file."
+        )
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    metrics = path / "metrics.json"
+    if metrics.is_file():
+        best = json.loads(metrics.read_text()).get("metrics", {}).get("best_checkpoint")
+        if best and (folder / Path(best).name).is_file():  # by name: the run dir may have moved
+            return folder / Path(best).name
+    ckpts = sorted(folder.glob("*.ckpt"))
+    best = [p for p in ckpts if not p.name.startswith("last")]
+    if len(best) == 1:
+        return best[0]
+    if (folder / "last.ckpt").is_file():
+        return folder / "last.ckpt"
+    found = ", ".join(p.name for p in ckpts) or "none"
+    raise UserError(
+        f"ckpt_path={str(path)!r} is a folder without one clear checkpoint (found: {found}). "
+        "Give the .ckpt file itself, e.g. ckpt_path=<run dir>/checkpoints/last.ckpt."
+    )
+
+
+def load_run(path: str | Path, data_root: str | None = None) -> TrainedRun:
+    """Rebuild the network (and loss) of the run at `path` from its own config and load its weights.
+
+    Args:
+        path: a run dir or a .ckpt file.
+        data_root: where the run's data set lives now, if not where it was trained (`data.root`).
+    """
+    ckpt_path = find_checkpoint(path)
+    checkpoint = load_checkpoint(ckpt_path)  # weights_only=True; a ConfigError for anything else
+    config = checkpoint.get("hyper_parameters", {}).get("config")
+    if not isinstance(config, dict):
+        raise UserError(
+            f"{ckpt_path} has no run config in its hyper-parameters, so the model cannot be rebuilt: "
+            "it was not written by lenet_pl.train (LeNetModule stores the config under 'config')."
+        )
+    cfg = OmegaConf.create(config)
+    if data_root is not None:
+        cfg.data.root = data_root
+    try:
+        net, loss = instantiate(cfg.model), instantiate(cfg.loss)
+    except HydraException as err:
+        raise UserError(f"Could not rebuild the model of {ckpt_path} from its config: {err}") from err
+
+    # The module's state dict holds the network under "net." and, for losses with parameters, "loss.".
+    state = checkpoint["state_dict"]
+    for prefix, part in (("net.", net), ("loss.", loss)):
+        part_state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        if isinstance(part, nn.Module) and (part_state or prefix == "net."):
+            try:
+                part.load_state_dict(part_state)
+            except RuntimeError as err:
+                raise UserError(f"The weights in {ckpt_path} do not fit the model its config describes: {err}") from err
+    net.eval()
+    if isinstance(loss, nn.Module):
+        loss.eval()
+    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+    return TrainedRun(ckpt_path, run_dir, cfg, net, loss, int(checkpoint.get("global_step", 0)))
+
+
+def command_line(config_name: str, job: Callable[[DictConfig], int], argv: list[str] | None = None) -> int:
+    """Run `job` with conf/<config_name>.yaml composed with `key=value` arguments; bad input exits 2."""
+    try:
+        cfg = compose_config(sys.argv[1:] if argv is None else argv, config_name=config_name)
+        missing = [key for key in cfg if OmegaConf.is_missing(cfg, key)]
+        if missing:
+            raise UserError(
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required, e.g. "
+                f"`python -m lenet_pl.{config_name} ckpt_path=outputs/2026-01-31/12-00-00` "
+                f"(see conf/{config_name}.yaml for every key)."
+            )
+        if cfg.get("threads"):
+            torch.set_num_threads(cfg.threads)
+        return job(cfg)
+    except (HydraException, UserError) as err:
+        print(f"error: {user_message(err)}", file=sys.stderr)
+        return 2
