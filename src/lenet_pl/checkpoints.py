@@ -12,17 +12,43 @@ saved state at the copies, so Lightning restores the best score and top-k bookke
 them when the checkpoint dir changes) and later top-k clean-ups delete only the copies.
 """
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lenet_pl.errors import ConfigError
 
 LAST = "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file beside it, fsync, then rename it into place.
+
+    A kill while saving leaves the previous `last.ckpt` whole. Lightning's own save goes through
+    a temporary file in the system temp dir, which is a copy, not a rename, when the outputs
+    live on another file system (a cluster's shared disk, say).
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 # Keys that may differ between a run and the run it resumes: where things are, and what to resume from.
 _NOT_PART_OF_THE_RUN = ("ckpt_path", "paths", "hydra", "trainer.enable_progress_bar")
 
@@ -44,7 +70,7 @@ def find_last_checkpoint(cfg: DictConfig, outputs_root: str | Path, exclude: str
     wanted = _run_identity(cfg)
     exclude = Path(exclude).resolve() if exclude else None
     candidates = []
-    for last in Path(outputs_root).glob(f"**/checkpoints/{LAST}"):
+    for last in Path(outputs_root).resolve().glob(f"**/checkpoints/{LAST}"):
         run_dir = last.parent.parent
         saved = run_dir / ".hydra" / "config.yaml"
         if run_dir.resolve() == exclude or not saved.is_file():
@@ -150,7 +176,5 @@ def adopt_checkpoint(checkpoint: dict[str, Any], path: str | Path, checkpoint_di
         state.update(_rebase({k: v for k, v in state.items() if k != "dirpath"}, old_dir, str(new_dir)))
         state["dirpath"] = str(new_dir)
     resumed = new_dir / Path(path).name
-    tmp = resumed.with_suffix(".tmp")
-    torch.save(checkpoint, tmp)
-    tmp.replace(resumed)  # atomic: a kill here leaves the plain copy, which resumes too
+    AtomicCheckpointIO().save_checkpoint(checkpoint, resumed)  # a kill here leaves the plain copy, which resumes too
     return resumed

@@ -1,5 +1,6 @@
 """The config layer: composing `conf/` outside a Hydra app, checking values, and naming what a run swapped."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,30 +57,46 @@ def compose_config(overrides: list[str] | None = None, config_name: str = "train
         raise ConfigError(str(err).strip()) from err
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def validate(cfg: DictConfig) -> None:
-    """Reject values that would fail later, or silently misbehave, before anything is built.
+# What each plain value may be, checked before anything is built: (key, test, what is allowed).
+# Keys a config does not have are skipped. The data module and model check their own arguments
+# again when built, for users who build them without a config.
+RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("optimizer.lr", lambda v: _is_number(v) and v > 0, "the learning rate must be a positive number"),
+    ("optimizer.weight_decay", lambda v: _is_number(v) and v >= 0, "it must be a number >= 0"),
+    (
+        "trainer.max_epochs",
+        lambda v: _is_int(v) and (v >= 1 or v == -1),
+        "give a whole number of epochs >= 1 (or -1 to train until stopped)",
+    ),
+    ("seed", _is_int, "the seed must be a whole number"),
+    ("threads", lambda v: v is None or (_is_int(v) and v >= 1), "give a whole number of threads >= 1, or null"),
+    ("data.batch_size", lambda v: _is_int(v) and v >= 1, "it must be a whole number of at least 1"),
+    ("data.eval_batch_size", lambda v: _is_int(v) and v >= 1, "it must be a whole number of at least 1"),
+    ("data.image_size", _is_int, "it must be a whole number of pixels"),
+    ("data.mean", _is_number, "it must be a number"),
+    ("data.std", lambda v: _is_number(v) and v > 0, "it must be a positive number"),
+    ("model.input_size", lambda v: _is_int(v) and v >= 16, "it must be a whole number of pixels, at least 16"),
+    ("model.num_classes", lambda v: _is_int(v) and v >= 2, "it must be a whole number of classes, at least 2"),
+)
 
-    The data module checks its own arguments when it is built; this covers what only the
-    config knows about (the optimizer is a partial, so its values are not checked until fit).
-    """
-    lr = OmegaConf.select(cfg, "optimizer.lr")
-    if not (_is_number(lr) and lr > 0):
-        raise ConfigError(f"optimizer.lr={lr!r} is not allowed: the learning rate must be a positive number.")
-    weight_decay = OmegaConf.select(cfg, "optimizer.weight_decay", default=0)
-    if not (_is_number(weight_decay) and weight_decay >= 0):
-        raise ConfigError(f"optimizer.weight_decay={weight_decay!r} is not allowed: it must be a number >= 0.")
-    epochs = OmegaConf.select(cfg, "trainer.max_epochs")
-    if not (isinstance(epochs, int) and not isinstance(epochs, bool) and (epochs >= 1 or epochs == -1)):
-        raise ConfigError(
-            f"trainer.max_epochs={epochs!r} is not allowed: give a whole number of epochs >= 1 "
-            "(or -1 to train until stopped)."
-        )
-    if not isinstance(cfg.get("seed"), int):
-        raise ConfigError(f"seed={cfg.get('seed')!r} is not allowed: the seed must be a whole number.")
+
+_ABSENT = object()
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject values that would fail later, or silently misbehave, before anything is built."""
+    for key, allowed, what in RULES:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT and not allowed(value):
+            raise ConfigError(f"{key}={value!r} is not allowed: {what}.")
 
 
 def run_hparams(cfg: DictConfig, choices: dict[str, Any]) -> dict[str, Any]:
