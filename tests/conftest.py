@@ -128,3 +128,15 @@ def mnist_run(real_mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def rbf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run dir of the 1998 LeNet-5's parts (Table I C3, trainable subsampling, scaled tanh, RBF output
+    with the MAP loss) trained for 2 epochs on synthetic digits with plain SGD: a model unlike the default."""
+    tmp = tmp_path_factory.mktemp("rbf_run")
+    run_dir = tmp / "run"
+    overrides = ["model=lenet5_1998", "activation=scaled_tanh", "pooling=subsample", "loss=rbf_map"]
+    result = run_cli("lenet_pl.train", *tiny_args(write_dataset(tmp / "data"), run_dir, *overrides), cwd=tmp)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return run_dir

@@ -7,6 +7,8 @@ extra forward passes at most every few epochs, the histograms one pass over the 
 The figure helpers are shared with `lenet_pl.evaluate`.
 """
 
+import warnings
+
 import lightning as L
 import matplotlib
 import torch
@@ -83,7 +85,9 @@ class ModelGraph(L.Callback):
         if self.done or writer is None:
             return
         net = getattr(pl_module, "net", pl_module)  # the plain nn.Module reads better than its wrapper
-        with torch.no_grad():
+        # add_graph traces with torch.jit, which torch now deprecates (FutureWarning) but still runs.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
             writer.add_graph(net, batch[0][:1])
         self.done = True
 

@@ -41,8 +41,8 @@ def pick_device(name: str) -> torch.device:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate the run `cfg.ckpt_path` names; returns the report that evaluation.json holds."""
-    run = load_run(cfg.ckpt_path, data_root=cfg.data_root)
     device = pick_device(cfg.device)
+    run = load_run(cfg.ckpt_path, data_root=cfg.data_root)
     datamodule = run.datamodule()
     datamodule.prepare_data()
     datamodule.setup("test")

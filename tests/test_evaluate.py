@@ -1,0 +1,100 @@
+"""`python -m lenet_pl.evaluate`: a run's checkpoint re-tested from its own saved config."""
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lenet_pl.evaluate import main
+
+
+def test_evaluate_reproduces_the_runs_test_metrics_and_writes_its_report(mnist_run: Path, capsys):
+    assert main([f"ckpt_path={mnist_run}", "worst=12"]) == 0
+    trained = json.loads((mnist_run / "metrics.json").read_text())["metrics"]
+    ckpt = Path(trained["best_checkpoint"])
+    out = mnist_run / "evaluation" / ckpt.stem
+    report = json.loads((out / "evaluation.json").read_text())
+
+    assert report["checkpoint"] == str(ckpt)  # a run dir stands for its best checkpoint
+    assert report["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-4)
+    assert report["test/loss"] == pytest.approx(trained["test/loss"], abs=1e-4)
+    assert report["test/acc"] > 0.9  # the fixture's model is a real one
+
+    matrix = torch.tensor(report["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 10_000 == report["test_digits"]
+    assert matrix.trace().item() / 10_000 == pytest.approx(report["test/acc"], abs=1e-6)
+    per_class = report["per_class"]
+    assert per_class["support"] == matrix.sum(dim=1).tolist()
+    assert per_class["recall"] == pytest.approx((matrix.diag() / matrix.sum(dim=1)).tolist(), abs=1e-6)
+    assert per_class["precision"] == pytest.approx((matrix.diag() / matrix.sum(dim=0)).tolist(), abs=1e-6)
+
+    errors = report["most_confident_errors"]
+    assert len(errors) == 12
+    assert all(e["predicted"] != e["true"] for e in errors)
+    confidences = [e["confidence"] for e in errors]
+    assert confidences == sorted(confidences, reverse=True) and 0.1 < confidences[-1] <= confidences[0] <= 1
+
+    for name in ("confusion_matrix", "most_confident_errors"):
+        with Image.open(out / f"{name}.png") as image:
+            assert image.format == "PNG" and min(image.size) > 100
+    printed = capsys.readouterr().out
+    assert f"{report['test/acc']:.2%}" in printed and "confusion matrix" in printed
+
+    events = EventAccumulator(str(mnist_run), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert {"evaluate/confusion_matrix", "evaluate/most_confident_errors"} <= set(events.Tags()["images"])
+    [acc] = events.Scalars("evaluate/test_acc")
+    assert acc.value == pytest.approx(report["test/acc"], abs=1e-6) and acc.step == report["global_step"]
+
+
+def test_evaluate_rebuilds_the_1998_model_from_its_checkpoint_alone(rbf_run: Path, tmp_path: Path, capsys):
+    """Trained with model/activation/pooling/loss overrides; evaluated from the .ckpt path alone."""
+    trained = json.loads((rbf_run / "metrics.json").read_text())["metrics"]
+    ckpt = Path(trained["best_checkpoint"])
+    output_dir = tmp_path / "report"
+    assert main([f"ckpt_path={ckpt}", f"output_dir={output_dir}"]) == 0
+    report = json.loads((output_dir / "evaluation.json").read_text())
+    assert report["checkpoint"] == str(ckpt) and report["test_digits"] == 300
+    assert report["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-4)
+    assert report["test/loss"] == pytest.approx(trained["test/loss"], abs=1e-4)  # the MAP loss, 3 test batches
+    assert f"accuracy:   {report['test/acc']:.2%}" in capsys.readouterr().out
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this ran on load",))
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "ckpt_path is required"),
+        (["ckpt_path=/no/such/run"], "ckpt_path='/no/such/run' does not exist"),
+        (["ckpt_path={garbage}"], "is not a checkpoint this project can load"),
+        (["ckpt_path={pickled}"], "weights_only=True"),
+        (["ckpt_path={no_config}"], "has no run config"),
+        (["ckpt_path={empty_dir}"], "without one clear checkpoint"),
+        (["ckpt_path={garbage}", "device=tpu"], "device='tpu' is not known; choose one of auto, cpu, cuda"),
+        (["ckpt_path=x", "bogus=1"], "bogus"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tmp_path: Path, capsys, args: list[str], expected: str):
+    paths = {
+        "garbage": tmp_path / "garbage.ckpt",
+        "pickled": tmp_path / "pickled.ckpt",
+        "no_config": tmp_path / "no_config.ckpt",
+        "empty_dir": tmp_path / "empty",
+    }
+    paths["garbage"].write_bytes(b"not a checkpoint at all")
+    paths["pickled"].write_bytes(pickle.dumps({"state_dict": {}, "hyper_parameters": {"config": Payload()}}))
+    torch.save({"state_dict": {"net.w": torch.zeros(1)}, "hyper_parameters": {}}, paths["no_config"])
+    paths["empty_dir"].mkdir()
+    assert main([a.format(**paths) for a in args]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and expected in captured.err
+    assert "this ran on load" not in captured.out + captured.err
+    assert "Traceback" not in captured.err
