@@ -129,7 +129,7 @@ def test_report_on_the_ablation(tiny_ablation):
     assert "4 job dirs of 4 jobs in the sweep; 3 finished, 1 failed, 0 running" in result.stdout
     failed = result.stdout.split("## Runs without results")[1].split("##")[0]
     assert "0_activation=tanh" in failed and "1_activation" not in failed
-    assert "failed: InstantiationException: data.eval_batch_size=0 is not allowed" in failed
+    assert "failed: ConfigError: data.eval_batch_size=0 is not allowed" in failed
 
     rows = read_csv(out / "configurations.csv")
     assert list(rows[0])[:4] == ["activation", "pooling", "runs", "test_acc_mean"]

@@ -226,6 +226,7 @@ def plot_val_acc(jobs: list[Job], axes: dict[str, list[str]], rows: list[dict[st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     config_axes = [a for a in axes if a != SEED]
     fig, panels = plt.subplots(1, 2, figsize=(14, 6), sharex=True)
@@ -241,6 +242,7 @@ def plot_val_acc(jobs: list[Job], axes: dict[str, list[str]], rows: list[dict[st
     panels[1].set_title("zoom: 97-100%")
     panels[1].set_ylim(97, 100)
     for panel in panels:
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
         panel.set_xlabel("epoch")
         panel.set_ylabel("validation accuracy (%)")
         panel.grid(alpha=0.3)
