@@ -7,7 +7,7 @@ padding and normalisation run on the whole batch after it reaches the training d
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightning as L
@@ -17,6 +17,7 @@ from torch import Tensor
 from torchvision.datasets import MNIST, FashionMNIST
 from torchvision.datasets.utils import calculate_md5, check_integrity
 
+from lenet_pl.augment import AUGMENTATIONS
 from lenet_pl.errors import ConfigError, DataError
 
 DATASETS: dict[str, type[MNIST]] = {"mnist": MNIST, "fashion_mnist": FashionMNIST}
@@ -155,6 +156,9 @@ class MNISTDataModule(L.LightningDataModule):
             (32 for the paper's LeNet-5, 28 for none).
         mean, std: normalisation applied after scaling pixels to [0, 1].
         download: download through torchvision when the files are missing.
+        augment: random distortions of training batches (on whole padded batches, after the
+            transfer, before normalisation): a name from `lenet_pl.augment.AUGMENTATIONS`
+            ("none", "distortions": the paper's random affine maps) or a callable on (N, 1, H, W).
     """
 
     def __init__(
@@ -170,8 +174,14 @@ class MNISTDataModule(L.LightningDataModule):
         mean: float = 0.1307,
         std: float = 0.3081,
         download: bool = True,
+        augment: str | Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(augment, str):
+            if augment not in AUGMENTATIONS:
+                raise ConfigError(f"data.augment={augment!r} is not known; choose one of {sorted(AUGMENTATIONS)}.")
+            factory = AUGMENTATIONS[augment]
+            augment = factory() if factory is not None else None
         if dataset not in DATASETS:
             raise ConfigError(f"data.dataset={dataset!r} is not known; choose one of {sorted(DATASETS)}.")
         for key, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
@@ -198,6 +208,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.pad = (image_size - IMAGE_SIZE) // 2
         self.mean, self.std = mean, std
         self.download = download
+        self.augment = augment
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     def prepare_data(self) -> None:
@@ -238,13 +249,16 @@ class MNISTDataModule(L.LightningDataModule):
     def test_dataloader(self) -> TensorBatches:
         return self._batches("test", self.eval_batch_size)
 
-    def preprocess(self, images: Tensor) -> Tensor:
-        """uint8 images (N, 28, 28) -> normalised float (N, 1, image_size, image_size)."""
+    def preprocess(self, images: Tensor, augment: bool = False) -> Tensor:
+        """uint8 images (N, 28, 28) -> normalised float (N, 1, image_size, image_size), distorted if `augment`."""
         x = images.unsqueeze(1).float().div_(255)
         if self.pad:
             x = F.pad(x, (self.pad,) * 4)  # 0 is the background before normalisation
+        if augment and self.augment is not None:
+            x = self.augment(x)  # after padding, so a shifted digit is not cut off
         return x.sub_(self.mean).div_(self.std)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
         images, labels = batch
-        return self.preprocess(images), labels
+        training = self.trainer is not None and self.trainer.training
+        return self.preprocess(images, augment=training), labels

@@ -21,6 +21,10 @@ class LeNet5(nn.Sequential):
         activation: called with no arguments for each squashing unit (C1, C3, C5, F6).
         pooling: called with the number of feature maps, for S2 and S4.
         head: called with (84, num_classes) for the output layer.
+        c3: called with (6, 16, 5) for C3's convolution: `nn.Conv2d` (every S2 map feeds every
+            C3 map) or `TableConv2d` (the paper's Table I, 60 of the 96 map pairs).
+        init: applied to every submodule after construction (`init_lecun1998`, `init_glorot_uniform`),
+            or None for PyTorch's default initialisation.
         num_classes: number of outputs.
         input_size: side of the square input: 32 as in the paper (MNIST padded by 2 pixels),
             or 28 as in the Keras blog (valid convolutions on raw digits).
@@ -39,6 +43,8 @@ class LeNet5(nn.Sequential):
         num_classes: int = 10,
         input_size: int = 32,
         in_channels: int = 1,
+        c3: Callable[[int, int, int], nn.Module] = nn.Conv2d,
+        init: Callable[[nn.Module], None] | None = None,
     ) -> None:
         s4_size = ((input_size - 4) // 2 - 4) // 2
         if s4_size < 1:
@@ -50,7 +56,7 @@ class LeNet5(nn.Sequential):
             OrderedDict(
                 C1=nn.Sequential(nn.Conv2d(in_channels, 6, 5), activation()),
                 S2=pooling(6),
-                C3=nn.Sequential(nn.Conv2d(6, 16, 5), activation()),
+                C3=nn.Sequential(c3(6, 16, 5), activation()),
                 S4=pooling(16),
                 C5=nn.Sequential(nn.Conv2d(16, 120, s4_size), activation(), nn.Flatten()),
                 F6=nn.Sequential(nn.Linear(120, 84), activation()),
@@ -58,6 +64,34 @@ class LeNet5(nn.Sequential):
             )
         )
         self.input_shape = (in_channels, input_size, input_size)
+        if init is not None:
+            self.apply(init)
+
+
+def init_lecun1998(module: nn.Module) -> None:
+    """The paper's initialisation: weights uniform in +-2.4/F_i, F_i the fan-in of the unit; biases zero.
+
+    Layers whose fan-in is not the size of one weight row (`Subsampling`, `TableConv2d`) say it
+    in a `fan_in` attribute (a number, or a column of per-kernel values).
+    """
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, nn.Parameter):
+        return
+    fan_in = getattr(module, "fan_in", None)
+    if fan_in is None:
+        fan_in = weight[0].numel()  # Linear: in_features; Conv2d: in_channels x k x k
+    with torch.no_grad():
+        weight.uniform_(-1.0, 1.0).mul_(2.4 / fan_in)
+        if isinstance(getattr(module, "bias", None), nn.Parameter):
+            module.bias.zero_()
+
+
+def init_glorot_uniform(module: nn.Module) -> None:
+    """Keras' defaults for Dense and Conv2D: Glorot-uniform weights, zero biases."""
+    if isinstance(module, nn.Conv2d | nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,331 @@
+"""The faithful 1998 LeNet-5 (experiment=lenet1998): its parts, counts, optimiser, schedule, distortions, training."""
+
+import json
+import math
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from torch import nn
+
+from conftest import REPO, run_cli
+from lenet_pl.augment import RandomAffineDistortion
+from lenet_pl.config import compose_config
+from lenet_pl.errors import ConfigError, user_message
+from lenet_pl.layers import (
+    RBFMAPLoss,
+    RBFOutput,
+    RBFPenaltyLoss,
+    ScaledTanh,
+    Subsampling,
+    TableConv2d,
+    c3_connection_table,
+    digit_bitmaps,
+)
+from lenet_pl.model import format_layer_table, layer_table
+from lenet_pl.module import LeNetModule
+from lenet_pl.optim import SDLM, PiecewiseConstantLR, hessian_diagonal
+
+PAPER_PARAMS = {"C1": 156, "S2": 12, "C3": 1_516, "S4": 32, "C5": 48_120, "F6": 10_164, "output": 0}
+PAPER_CONNECTIONS = {
+    "C1": 122_304, "S2": 5_880, "C3": 151_600, "S4": 2_000, "C5": 48_120, "F6": 10_164, "output": 840,
+}  # fmt: skip
+
+
+def lenet1998(*overrides: str):
+    return compose_config(["experiment=lenet1998", *overrides])
+
+
+def test_rbf_centres_are_ten_distinct_plus_minus_one_bitmaps_of_7x12():
+    centres = digit_bitmaps()
+    assert centres.shape == (10, 84)
+    assert set(centres.unique().tolist()) == {-1.0, 1.0}
+    hamming = (centres[:, None, :] != centres[None, :, :]).sum(dim=-1)
+    off_diagonal = hamming[~torch.eye(10, dtype=torch.bool)]
+    assert off_diagonal.min() >= 6  # every pair differs in several pixels, not just one
+    # The bitmap of "1" is mostly background, that of "8" mostly ink.
+    assert (centres[1] > 0).sum() < (centres[8] > 0).sum()
+
+
+def test_rbf_output_is_the_negative_squared_distance_to_fixed_centres():
+    rbf = RBFOutput(84, 10)
+    assert sum(p.numel() for p in rbf.parameters()) == 0
+    x = torch.randn(5, 84)
+    expected = -torch.cdist(x, digit_bitmaps()).pow(2)
+    assert torch.allclose(rbf(x), expected, atol=1e-4)
+    # Feeding a digit's own bitmap: penalty 0 for that class, so it is the argmax.
+    assert torch.equal(rbf(digit_bitmaps()).argmax(dim=1), torch.arange(10))
+    assert rbf(digit_bitmaps()).diagonal().abs().max() == 0
+    with pytest.raises(ValueError, match="84"):
+        RBFOutput(100, 10)
+
+
+def test_eq8_loss_is_the_correct_class_penalty_and_eq9_adds_the_rubbish_class_term():
+    penalties = torch.tensor([[1.0, 5.0, 9.0], [4.0, 2.0, 3.0]])
+    outputs, target = -penalties, torch.tensor([0, 2])
+    assert RBFPenaltyLoss()(outputs, target).item() == pytest.approx((1.0 + 3.0) / 2)
+    j = 0.1
+    by_hand = [
+        p[t] + math.log(math.exp(-j) + sum(math.exp(-v) for v in p))
+        for p, t in zip(penalties.tolist(), target.tolist(), strict=True)
+    ]
+    assert RBFMAPLoss(j=j)(outputs, target).item() == pytest.approx(sum(by_hand) / 2, rel=1e-6)
+    # Large penalties (1e4) do not overflow: the log term tends to -j.
+    big = -torch.full((1, 10), 1e4)
+    assert RBFMAPLoss(j=j)(big, torch.tensor([3])).item() == pytest.approx(1e4 - j)
+
+
+def test_c3_connection_table_is_table_one_of_the_paper():
+    table = c3_connection_table()
+    assert table.shape == (6, 16) and table.dtype == torch.bool
+    assert int(table.sum()) == 60
+    expected = {j: {(j + k) % 6 for k in range(3)} for j in range(6)}
+    expected |= {6 + j: {(j + k) % 6 for k in range(4)} for j in range(6)}
+    expected |= {12: {0, 1, 3, 4}, 13: {1, 2, 4, 5}, 14: {0, 2, 3, 5}, 15: set(range(6))}
+    assert {j: set(table[:, j].nonzero().flatten().tolist()) for j in range(16)} == expected
+
+
+def test_table_conv_is_a_dense_convolution_with_the_unconnected_kernels_zero():
+    conv = TableConv2d(6, 16, 5)
+    assert sum(p.numel() for p in conv.parameters()) == 60 * 25 + 16
+    dense = conv.dense_weight()
+    nonzero_pairs = dense.abs().sum(dim=(2, 3)) != 0
+    assert torch.equal(nonzero_pairs, c3_connection_table().t())
+    x = torch.randn(2, 6, 14, 14, requires_grad=True)
+    out = conv(x)
+    assert out.shape == (2, 16, 10, 10)
+    assert torch.allclose(out, F.conv2d(x, dense, conv.bias), atol=1e-6)
+    # C3 map 0 combines S2 maps 0, 1, 2 only: its gradient w.r.t. map 3 is exactly zero.
+    (grad,) = torch.autograd.grad(out[:, 0].sum(), x)
+    assert grad[:, 3:].abs().max() == 0 and grad[:, :3].abs().min() >= 0 and grad[:, :3].abs().max() > 0
+
+
+def test_subsampling_is_a_trainable_scaled_sum_of_2x2_blocks():
+    layer = Subsampling(3)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([1.0, 0.5, -2.0]))
+        layer.bias.copy_(torch.tensor([0.0, 1.0, 3.0]))
+    x = torch.arange(3 * 4 * 4, dtype=torch.float).view(1, 3, 4, 4)
+    out = layer(x)
+    block_sum = x[0, 1, 0:2, 2:4].sum()  # map 1, top-right 2x2 block
+    assert out.shape == (1, 3, 2, 2)
+    assert out[0, 1, 0, 1].item() == pytest.approx(0.5 * block_sum.item() + 1.0)
+    assert sum(p.numel() for p in layer.parameters()) == 6
+
+
+def test_lenet1998_layer_table_has_the_papers_counts_exactly():
+    net = instantiate(lenet1998().model)
+    rows = {r.name: r for r in layer_table(net)}
+    assert {n: r.params for n, r in rows.items()} == PAPER_PARAMS
+    assert {n: r.connections for n, r in rows.items()} == PAPER_CONNECTIONS
+    assert sum(p.numel() for p in net.parameters() if p.requires_grad) == 60_000
+    assert isinstance(net.C1[1], ScaledTanh) and isinstance(net.S2[1], ScaledTanh)
+    assert isinstance(net.C3[0], TableConv2d) and isinstance(net.output, RBFOutput)
+
+
+def test_summary_cli_prints_the_1998_table():
+    result = run_cli("lenet_pl.summary", "experiment=lenet1998", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()}
+    assert lines["S2"] == ["6x14x14", "12", "5,880"]
+    assert lines["C3"] == ["16x10x10", "1,516", "151,600"]
+    assert lines["output"] == ["10", "0", "840"]
+    assert lines["total"] == ["60,000", "340,908"]
+    assert result.stdout.strip() == format_layer_table(layer_table(instantiate(lenet1998().model)))
+
+
+def test_weights_start_uniform_within_2_4_over_fan_in_and_biases_at_zero():
+    torch.manual_seed(0)
+    net = instantiate(lenet1998().model)
+    for layer, fan_in in ((net.C1[0], 25), (net.C5[0], 16 * 25), (net.F6[0], 120), (net.S2[0], 4)):
+        bound = 2.4 / fan_in
+        assert layer.weight.abs().max() <= bound
+        assert layer.weight.abs().max() > 0.8 * bound  # spread over the range, not a narrower default
+        assert layer.bias.abs().max() == 0
+    c3 = net.C3[0]
+    inputs_per_kernel = c3_connection_table().sum(dim=0)[c3.pair_index // 6] * 25
+    assert (c3.weight.abs().amax(dim=1) <= 2.4 / inputs_per_kernel).all()
+
+
+def test_lenet1998_preset_scales_pixels_to_minus_0_1_and_1_175_and_uses_sdlm_with_the_schedule():
+    cfg = lenet1998()
+    data = instantiate(cfg.data)
+    x = data.preprocess(torch.tensor([[[0] * 28] * 27 + [[255] * 28]], dtype=torch.uint8))
+    assert x.shape == (1, 1, 32, 32)
+    assert x[0, 0, 0, 0].item() == pytest.approx(-0.1, abs=1e-6)  # padding is background too
+    assert x[0, 0, 29, 5].item() == pytest.approx(1.175, abs=1e-6)
+    optimizer = instantiate(cfg.optimizer)([nn.Parameter(torch.zeros(2))])
+    assert isinstance(optimizer, SDLM) and optimizer.defaults["mu"] == 0.02
+    # The paper's 5e-4 per sample, scaled by the batch size of the batched variant.
+    assert optimizer.defaults["lr"] == pytest.approx(5e-4 * cfg.data.batch_size)
+    assert cfg.trainer.max_epochs == 20
+    assert cfg.callbacks.sdlm_hessian._target_ == "lenet_pl.optim.HessianDiagonal"
+    assert isinstance(instantiate(cfg.loss), RBFMAPLoss)
+    assert isinstance(instantiate(compose_config(["experiment=lenet1998", "loss=rbf_mse"]).loss), RBFPenaltyLoss)
+
+
+def test_step_schedule_is_the_papers_over_20_passes():
+    param = nn.Parameter(torch.zeros(1))
+    optimizer = SDLM([param], lr=5e-4)
+    scheduler = instantiate(compose_config(["scheduler=lecun1998"]).scheduler.scheduler)(optimizer)
+    assert isinstance(scheduler, PiecewiseConstantLR)
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()  # no gradients: a no-op, but the order torch expects
+        scheduler.step()
+    paper = [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
+    assert lrs == pytest.approx(paper)
+    restored = PiecewiseConstantLR(SDLM([param], lr=5e-4), [2, 5, 8, 12], [1, 0.4, 0.2, 0.1, 0.02])
+    restored.load_state_dict(scheduler.state_dict())
+    assert restored.last_epoch == 20
+    with pytest.raises(ConfigError, match="one more factor"):
+        PiecewiseConstantLR(optimizer, [2, 5], [1.0, 0.5])
+
+
+def test_sdlm_step_on_a_quadratic_is_eta_over_mu_plus_h_times_the_gradient():
+    curvature = torch.tensor([0.0, 0.5, 2.0, 40.0])
+    w = nn.Parameter(torch.tensor([1.0, -2.0, 3.0, 0.5]))
+    loss = 0.5 * (curvature * w**2).sum()  # gradient a * w, Hessian diag(a)
+    h = hessian_diagonal(loss, [w], probes=3)[0]
+    assert torch.allclose(h, curvature)  # Hutchinson is exact on a diagonal Hessian
+    assert torch.allclose(hessian_diagonal(0.5 * (curvature * w**2).sum(), [w], absolute=True)[0], curvature)
+    optimizer = SDLM([w], lr=0.1, mu=0.02)
+    with pytest.raises(ConfigError, match="HessianDiagonal"):
+        loss.backward(retain_graph=True)
+        optimizer.step()
+    optimizer.zero_grad()
+    optimizer.set_hessian_diagonal({w: h})
+    before = w.detach().clone()
+    loss.backward()
+    grad = w.grad.clone()
+    optimizer.step()
+    assert torch.allclose(w.detach(), before - 0.1 / (0.02 + curvature) * grad)
+    with pytest.raises(ConfigError, match="mu"):
+        SDLM([w], lr=0.1, mu=0.0)
+
+
+def test_hessian_diagonal_matches_the_exact_diagonal_on_a_small_network():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x, y = torch.randn(8, 3), torch.randn(8, 2)
+    params = list(net.parameters())
+    estimate = hessian_diagonal(F.mse_loss(net(x), y), params, probes=4000)
+    flat = torch.cat([p.flatten() for p in params])
+
+    def loss_of(vector: torch.Tensor) -> torch.Tensor:
+        chunks = torch.split(vector, [p.numel() for p in params])
+        named = {n: c.view_as(p) for (n, p), c in zip(net.named_parameters(), chunks, strict=True)}
+        return F.mse_loss(torch.func.functional_call(net, named, (x,)), y)
+
+    hessian = torch.autograd.functional.hessian(loss_of, flat.detach())
+    exact = hessian.diagonal()
+    got = torch.cat([e.flatten() for e in estimate])
+    assert torch.allclose(got, exact, atol=0.05 * exact.abs().max())
+    # SDLM's curvature, mean |(Hz)_k|: between |H_kk| and the row sum of |H_kj|.
+    magnitude = torch.cat([e.flatten() for e in hessian_diagonal(F.mse_loss(net(x), y), params, 4000, absolute=True)])
+    tolerance = 0.05 * exact.abs().max()
+    assert (magnitude >= exact.abs() - tolerance).all()
+    assert (magnitude <= hessian.abs().sum(dim=1) + 1e-5).all()
+    assert (magnitude > exact.abs() + tolerance).any()  # not just the diagonal
+
+
+def test_distortions_move_ink_differently_per_image_and_keep_dtype_and_shape():
+    torch.manual_seed(0)
+    images = torch.zeros(64, 1, 32, 32, dtype=torch.uint8)
+    images[:, :, 8:24, 12:20] = 255
+    distorted = RandomAffineDistortion()(images)
+    assert distorted.shape == images.shape and distorted.dtype == torch.uint8
+    changed = (distorted != images).flatten(1).any(dim=1)
+    assert changed.float().mean() > 0.9
+    assert len({tuple(d.flatten().tolist()) for d in distorted}) == 64  # one random map per image
+    ink_ratio = distorted.float().sum(dim=(1, 2, 3)) / images.float().sum(dim=(1, 2, 3))
+    assert ((ink_ratio > 0.6) & (ink_ratio < 1.5)).all()  # the digit stays in the frame at about its size
+    identity = RandomAffineDistortion(translate=0, scale=0, squeeze=0, shear=0, rotate=0)
+    floats = torch.rand(4, 1, 32, 32)
+    assert torch.allclose(identity(floats), floats, atol=1e-5)
+
+
+def test_data_augment_distorts_training_batches_only(synthetic_root):
+    data = instantiate(
+        compose_config(
+            ["experiment=lenet1998", "data.augment=distortions", "data.val_size=200", f"data.root={synthetic_root}"]
+        ).data
+    )
+    data.setup()
+    images, labels = next(iter(data.train_dataloader()))
+    data.trainer = SimpleNamespace(training=False)
+    plain, _ = data.on_after_batch_transfer((images, labels), 0)
+    assert torch.equal(plain, data.preprocess(images))
+    data.trainer = SimpleNamespace(training=True)
+    torch.manual_seed(1)
+    distorted, same_labels = data.on_after_batch_transfer((images, labels), 0)
+    assert torch.equal(same_labels, labels) and distorted.shape == plain.shape
+    assert (distorted - plain).abs().flatten(1).amax(dim=1).min() > 0.5
+    assert distorted.min().item() == pytest.approx(-0.1, abs=1e-5)  # background stays background
+    with pytest.raises(InstantiationException) as failure:
+        instantiate(compose_config(["data.augment=wobble"]).data)
+    assert "data.augment='wobble' is not known; choose one of ['distortions', 'none']" in user_message(failure.value)
+
+
+def test_a_few_hundred_sdlm_steps_on_real_mnist_train_lenet1998(real_mnist_root):
+    cfg = lenet1998(f"data.root={real_mnist_root}")
+    L.seed_everything(0)
+    data = instantiate(cfg.data)
+    data.prepare_data()
+    data.setup()
+    test_x, test_y = data.splits["test"]
+    test_x, test_y = data.preprocess(test_x[:1000]), test_y[:1000]
+    module = LeNetModule(
+        net=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler.scheduler),
+    )
+
+    def evaluate() -> tuple[float, float]:
+        with torch.no_grad():
+            out = module(test_x)
+        return module.loss(out, test_y).item(), (out.argmax(dim=1) == test_y).float().mean().item()
+
+    loss_before, acc_before = evaluate()
+    trainer = L.Trainer(
+        max_steps=300,
+        callbacks=[instantiate(cfg.callbacks.sdlm_hessian)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        accelerator="cpu",
+    )
+    trainer.fit(module, datamodule=data)
+    loss_after, acc_after = evaluate()
+    assert acc_before < 0.3
+    assert loss_after < 0.3 * loss_before  # measured: 83.9 -> 11.8 in 300 steps of 16
+    assert acc_after > 0.8  # measured: 89.3% on 1,000 test digits
+    h = trainer.optimizers[0].state[module.net.F6[0].weight]["hessian_diagonal"]
+    assert h.shape == (84, 120) and (h >= 0).all() and h.mean() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("augment", "max_error"), [("none", 0.010), ("distortions", 0.0085)])
+def test_lenet1998_reaches_the_papers_test_error_after_20_passes(tmp_path, augment, max_error):
+    result = run_cli(
+        "lenet_pl.train",
+        "experiment=lenet1998",
+        f"data.augment={augment}",
+        f"paths.output_root={tmp_path}",
+        "trainer.enable_progress_bar=false",
+        cwd=REPO,
+        timeout=6 * 3600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics_file,) = tmp_path.rglob("metrics.json")
+    metrics = json.loads(metrics_file.read_text())["metrics"]
+    assert metrics["epochs"] == 20
+    assert 1 - metrics["test/acc"] <= max_error
