@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import run_cli, tiny_args, write_dataset
@@ -55,3 +56,44 @@ def test_each_callback_is_switched_off_by_removing_its_config(tmp_path: Path):
     assert set(tags["images"]) == {"inputs/train_samples", "val/misclassified"}
     assert [image.step for image in logged.Images("val/misclassified")] == [20, 40]  # every epoch, 20 steps each
     assert tags["histograms"] == [] and not tags["graph"]
+
+
+CALLBACKS = ("SampleInputs", "ModelGraph", "WeightHistograms", "MisclassifiedDigits", "ConfusionMatrix")
+
+
+def profiled_seconds(profiler_report: str) -> tuple[float, float]:
+    """(seconds in this module's callback hooks, seconds in training epochs) from SimpleProfiler's FIT table."""
+    in_callbacks = in_epochs = 0.0
+    fit_table = profiler_report.split("FIT Profiler Report")[-1].split("TEST Profiler Report")[0]
+    for line in fit_table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 5:
+            continue
+        action, total = cells[0], cells[3]
+        if action.startswith(tuple(f"[Callback]{name}." for name in CALLBACKS)):
+            in_callbacks += float(total)
+        elif action == "run_training_epoch":
+            in_epochs += float(total)
+    return in_callbacks, in_epochs
+
+
+@pytest.mark.slow
+def test_the_callbacks_cost_under_5_percent_of_training_time(real_mnist_root: Path, tmp_path: Path):
+    """Real MNIST, 3 epochs of 100 steps, mistakes shown every epoch (the default is every 5th): the time
+    Lightning's profiler books to these callbacks' hooks, against the epochs' time, in one process."""
+    result = run_cli(
+        "lenet_pl.train",
+        "experiment=modern",
+        f"data.root={real_mnist_root}",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=100",
+        "trainer.enable_progress_bar=false",
+        "callbacks.misclassified.every_n_epochs=1",
+        "+trainer.profiler=simple",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    in_callbacks, in_epochs = profiled_seconds(result.stdout + result.stderr)
+    assert in_epochs > 0 and in_callbacks > 0
+    assert in_callbacks / in_epochs < 0.05, (in_callbacks, in_epochs)
