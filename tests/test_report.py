@@ -159,3 +159,12 @@ def test_cli_rejects_a_folder_that_is_not_a_sweep(tmp_path, make):
     assert result.stderr.startswith("error: ")
     assert str(target) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_axes_of_a_sweep_come_from_its_plan_before_every_value_has_run(tmp_path):
+    """Only the tanh half has started: activation is still an axis, read from multirun.yaml."""
+    markdown = write_report(write_sweep(tmp_path / "sweep", missing=(4, 5, 6, 7)), tmp_path / "out")
+    assert "Axes: activation (2), optimizer (2); seeds: 0, 1." in markdown
+    rows = read_csv(tmp_path / "out" / "configurations.csv")
+    assert [(r["activation"], r["optimizer"]) for r in rows] == [("tanh", "adam"), ("tanh", "sgd")]
+    assert "No two finished runs differ in activation alone" in markdown

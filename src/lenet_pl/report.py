@@ -55,12 +55,17 @@ class Job:
         return 100 * (1 - self.metrics["test/acc"])
 
 
-def _read_overrides(path: Path) -> dict[str, str]:
+def _overrides_dict(items: list[str]) -> dict[str, str]:
+    """['activation=relu', '+x=1'] -> {'activation': 'relu', 'x': '1'}"""
     overrides = {}
-    for item in yaml.safe_load(path.read_text()) or []:  # plain YAML: values may hold unresolved ${...}
+    for item in items:
         key, _, value = str(item).partition("=")
         overrides[key.lstrip("+~")] = value
     return overrides
+
+
+def _read_overrides(path: Path) -> dict[str, str]:
+    return _overrides_dict(yaml.safe_load(path.read_text()) or [])  # plain YAML: values may hold ${...}
 
 
 def _read_val_acc(path: Path) -> list[float]:
@@ -109,30 +114,32 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
     return sorted(jobs, key=lambda job: job.num)
 
 
-def expected_job_count(sweep_dir: Path) -> int | None:
-    """How many jobs the sweep launches, from its multirun.yaml (None when it cannot tell)."""
+def sweep_plan(sweep_dir: Path) -> tuple[int | None, list[dict[str, str]]]:
+    """From the sweep's multirun.yaml: how many jobs it launches, and each job's overrides where a
+    grid fixes them in advance (the basic sweeper; Optuna draws its trials as it goes).
+    (None, []) when there is no multirun.yaml."""
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
-        return None
+        return None, []
     hydra = yaml.safe_load(path.read_text())["hydra"]
     sweeper = hydra["sweeper"]
     if "n_trials" in sweeper:  # Optuna
-        return int(sweeper["n_trials"])
+        return int(sweeper["n_trials"]), []
     params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
-    task = list(hydra["overrides"]["task"])
-    overrides = OverridesParser.create().parse_overrides(params + task)  # the command line wins, as in Hydra
-    return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
+    overrides = OverridesParser.create().parse_overrides(params + list(hydra["overrides"]["task"]))
+    grid = [_overrides_dict(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    return len(grid), grid  # the command line replaced the config's lists, as in Hydra
 
 
-def sweep_axes(jobs: list[Job]) -> dict[str, list[str]]:
-    """Override keys whose values differ between jobs -> their values in the order the sweep ran them."""
+def sweep_axes(jobs: list[dict[str, str]]) -> dict[str, list[str]]:
+    """Override keys whose values differ between jobs -> their values in the order the sweep runs them."""
     axes: dict[str, list[str]] = {}
     for job in jobs:
-        for key in job.overrides:
+        for key in job:
             axes.setdefault(key, [])
     for key in axes:
         for job in jobs:
-            value = job.overrides.get(key, "(default)")
+            value = job.get(key, "(default)")
             if value not in axes[key]:
                 axes[key].append(value)
     return {key: values for key, values in axes.items() if len(values) > 1}
@@ -302,7 +309,8 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 def write_report(sweep_dir: Path, out_dir: Path) -> str:
     """Write report.md, configurations.csv, effects.csv, val_acc.png and effects.png; return the Markdown."""
     jobs = load_jobs(sweep_dir)
-    axes = sweep_axes(jobs)
+    expected, plan = sweep_plan(sweep_dir)
+    axes = sweep_axes(plan + [job.overrides for job in jobs])  # the plan names axes no job has reached yet
     config_axes = [a for a in axes if a != SEED]
     rows = configuration_rows(jobs, axes)
     effects = main_effects(jobs, axes)
@@ -314,7 +322,6 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
 
     finished = [j for j in jobs if j.finished]
     unfinished = [j for j in jobs if not j.finished]
-    expected = expected_job_count(sweep_dir)
     status = f"{len(jobs)} job dirs" + (f" of {expected} jobs in the sweep" if expected is not None else "")
     failed = [j for j in unfinished if j.failure]
     status += (
@@ -368,8 +375,8 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
     ]
     if unpaired:
         parts.append(
-            f"No pairs of runs differ in {', '.join(unpaired)} alone (e.g. Optuna trials change several values "
-            "at once): compare those in the configurations table."
+            f"No two finished runs differ in {', '.join(unpaired)} alone (Optuna trials change several values "
+            "at once; a sweep cut short may lack the pairs): compare those in the configurations table."
         )
     parts += [
         "## Runs without results (no metrics.json)",
