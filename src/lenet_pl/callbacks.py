@@ -7,19 +7,19 @@ extra forward passes at most every few epochs, the histograms one pass over the 
 The figure helpers are shared with `lenet_pl.evaluate`.
 """
 
+import logging
 import warnings
 
 import lightning as L
-import matplotlib
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure state
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
-matplotlib.use("Agg")  # render to images, never open a window
+log = logging.getLogger("lenet_pl")
 
 
 def digits_figure(images: Tensor, titles: list[str], columns: int = 8) -> Figure:
@@ -84,12 +84,16 @@ class ModelGraph(L.Callback):
         writer = _writer(trainer)
         if self.done or writer is None:
             return
+        self.done = True
         net = getattr(pl_module, "net", pl_module)  # the plain nn.Module reads better than its wrapper
         # add_graph traces with torch.jit, which torch now deprecates (FutureWarning) but still runs.
+        # A picture is not worth a training run: a model the tracer cannot handle only loses its graph.
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-            writer.add_graph(net, batch[0][:1])
-        self.done = True
+            try:
+                writer.add_graph(net, batch[0][:1])
+            except Exception as err:
+                log.warning("TensorBoard graph not logged: tracing %s failed (%s)", type(net).__name__, err)
 
 
 class WeightHistograms(L.Callback):
@@ -164,7 +168,9 @@ class ConfusionMatrix(L.Callback):
         self.matrix.update(scores.argmax(dim=1), y)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.matrix is None:
+            return
+        matrix = self.matrix.compute()  # on every process: under DDP this sums the processes' counts
         writer = _writer(trainer)
-        if writer is not None and self.matrix is not None:
-            fig = confusion_matrix_figure(self.matrix.compute())
-            writer.add_figure("test/confusion_matrix", fig, trainer.global_step)
+        if writer is not None:
+            writer.add_figure("test/confusion_matrix", confusion_matrix_figure(matrix), trainer.global_step)
