@@ -80,6 +80,7 @@ class Payload:
         (["ckpt_path={empty_dir}"], "without one clear checkpoint"),
         (["ckpt_path={garbage}", "device=tpu"], "device='tpu' is not known; choose one of auto, cpu, cuda"),
         (["ckpt_path=x", "bogus=1"], "bogus"),
+        (["ckpt_path=x", "worst=-3"], "worst=-3 is not allowed"),
     ],
 )
 def test_bad_input_is_one_clear_error(tmp_path: Path, capsys, args: list[str], expected: str):
@@ -98,3 +99,13 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, capsys, args: list[str], e
     assert captured.err.startswith("error: ") and expected in captured.err
     assert "this ran on load" not in captured.out + captured.err
     assert "Traceback" not in captured.err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_evaluate_on_the_gpu_matches_the_cpu(mnist_run: Path, tmp_path: Path):
+    reports = {}
+    for device in ("cpu", "cuda"):
+        assert main([f"ckpt_path={mnist_run}", f"device={device}", f"output_dir={tmp_path / device}"]) == 0
+        reports[device] = json.loads((tmp_path / device / "evaluation.json").read_text())
+    assert reports["cuda"]["test/acc"] == pytest.approx(reports["cpu"]["test/acc"], abs=1e-4)
+    assert reports["cuda"]["test/loss"] == pytest.approx(reports["cpu"]["test/loss"], abs=1e-4)

@@ -42,6 +42,8 @@ def pick_device(name: str) -> torch.device:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate the run `cfg.ckpt_path` names; returns the report that evaluation.json holds."""
     device = pick_device(cfg.device)
+    if isinstance(cfg.worst, bool) or not isinstance(cfg.worst, int) or cfg.worst < 0:
+        raise UserError(f"worst={cfg.worst!r} is not allowed: give how many wrong digits to show, 0 or more.")
     run = load_run(cfg.ckpt_path, data_root=cfg.data_root)
     datamodule = run.datamodule()
     datamodule.prepare_data()
