@@ -3,6 +3,8 @@
 torchvision downloads, md5-checks and parses the IDX files once; after that a batch is one
 tensor index into uint8 images (47 MB for MNIST's train set), and the float conversion,
 padding and normalisation run on the whole batch after it reaches the training device.
+With `device="auto"` and a CUDA trainer the uint8 tensors themselves live on the GPU, so
+batches are cut there and nothing crosses the PCIe bus during training.
 """
 
 import math
@@ -62,6 +64,7 @@ class TensorBatches:
             self.epoch += 1
         else:
             order = torch.arange(n)
+        order = order.to(self.images.device)  # the same permutation on every device, indexed where the data is
         if self.world_size > 1:
             padded = self._samples_per_rank() * self.world_size
             order = torch.cat([order, order[: padded - n]])[self.rank :: self.world_size]
@@ -74,6 +77,33 @@ class TensorBatches:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch = state["epoch"]
+
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:<index>")
+
+
+def resolve_device(device: str, training_device: torch.device | None = None) -> torch.device:
+    """Where the data set's tensors live: `data.device` resolved against the device the trainer trains on.
+
+    "auto" follows a CUDA trainer onto its GPU and stays on the CPU otherwise (also when no
+    trainer is attached); "cpu", "cuda" and "cuda:N" are taken as given.
+    """
+    if device == "auto":
+        if training_device is not None and training_device.type == "cuda":
+            return training_device
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device) if isinstance(device, str) else None
+    except (RuntimeError, ValueError):
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise ConfigError(f"data.device={device!r} is not known; choose one of {', '.join(DEVICES)}.")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"data.device={device!r} needs a CUDA GPU, and torch sees none here (torch.cuda.is_available() is "
+            "False). Use data.device=auto (the GPU when training on one, else the CPU) or data.device=cpu."
+        )
+    return resolved
 
 
 def _raw_folder(dataset: type[MNIST], root: str | Path) -> Path:
@@ -156,6 +186,8 @@ class MNISTDataModule(L.LightningDataModule):
             (32 for the paper's LeNet-5, 28 for none).
         mean, std: normalisation applied after scaling pixels to [0, 1].
         download: download through torchvision when the files are missing.
+        device: where the uint8 data set lives and batches are cut: "auto" (the trainer's GPU
+            when it trains on CUDA, else the CPU), "cpu", "cuda" or "cuda:N".
         augment: random distortions of training batches (on whole padded batches, after the
             transfer, before normalisation): a name from `lenet_pl.augment.AUGMENTATIONS`
             ("none", "distortions": the paper's random affine maps) or a callable on (N, 1, H, W).
@@ -174,6 +206,7 @@ class MNISTDataModule(L.LightningDataModule):
         mean: float = 0.1307,
         std: float = 0.3081,
         download: bool = True,
+        device: str = "auto",
         augment: str | Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
@@ -208,6 +241,8 @@ class MNISTDataModule(L.LightningDataModule):
         self.pad = (image_size - IMAGE_SIZE) // 2
         self.mean, self.std = mean, std
         self.download = download
+        resolve_device(device)  # fails now on a bad name, or on CUDA where there is none
+        self.device = device
         self.augment = augment
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
@@ -215,8 +250,12 @@ class MNISTDataModule(L.LightningDataModule):
         ensure_downloaded(self.dataset, self.root, self.download)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+        device = resolve_device(self.device, self.trainer.strategy.root_device if self.trainer else None)
+        if not self.splits:
+            self._load_splits()
+        self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
+
+    def _load_splits(self) -> None:
         images, labels = load_split(self.dataset, self.root, train=True)
         n_val = self.val_size if isinstance(self.val_size, int) else round(self.val_size * len(labels))
         if not 1 <= n_val < len(labels):

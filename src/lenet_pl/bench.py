@@ -1,0 +1,481 @@
+"""How fast the project trains, against a hand-written PyTorch loop and the usual tutorial pipeline.
+
+python -m lenet_pl.bench                                   # the default config (conf/train.yaml)
+python -m lenet_pl.bench experiment=fast --steps 200       # any train.py overrides after the options
+python -m lenet_pl.bench --no-time-to-accuracy data.root=/path/to/data
+
+In ONE process, on the same model, batch size, data and number of steps, it times
+  (a) plain:     a hand-written loop over the in-memory uint8 tensors (the ceiling),
+  (b) lightning: the project's training, built from the config as train.py builds it,
+  (c) naive:     torchvision MNIST with per-sample ToTensor/Normalize through a DataLoader,
+repeating the three in turn (so that load on a shared machine hits all of them alike) and
+printing the median samples/s of each and the ratios (b)/(a) and (c)/(a). Then, in a child
+process, it fits the fastest preset (`experiment=fast`) and reports the seconds from the
+start of `fit` until the test accuracy first reaches the target, and the child's peak RSS.
+Results are printed as `key: value` lines (and written as JSON with --json).
+"""
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.errors import HydraException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+from torch.utils.data import DataLoader
+from torchvision import transforms
+
+from lenet_pl.config import compose_config
+from lenet_pl.data import MNISTDataModule, resolve_device
+from lenet_pl.errors import UserError, user_message
+from lenet_pl.module import LeNetModule
+
+PIPELINES = ("plain", "lightning", "naive")
+
+
+def build_run(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> tuple[MNISTDataModule, LeNetModule, L.Trainer]:
+    """The data module, LightningModule and Trainer of a run, instantiated from `cfg` the way train.py does."""
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.data)
+    scheduler = cfg.scheduler.get("scheduler")
+    module = LeNetModule(
+        net=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(scheduler) if scheduler else None,
+        scheduler_interval=cfg.scheduler.get("interval", "epoch"),
+        num_classes=cfg.model.num_classes,
+        compile=cfg.get("compile", False),
+        channels_last=cfg.get("channels_last", False),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    loggers = [instantiate(c) for c in cfg.logger.values()]
+    all_callbacks = [instantiate(c) for c in cfg.callbacks.values()] + list(callbacks)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=all_callbacks)
+    return datamodule, module, trainer
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_steps(
+    batches: Iterator[tuple[Tensor, Tensor]],
+    step: Callable[[Tensor, Tensor], None],
+    warmup: int,
+    steps: int,
+    device: torch.device,
+) -> tuple[float, float]:
+    """Wall and CPU seconds taken by `steps` training steps after `warmup` untimed ones (batch fetching included)."""
+    for _ in range(warmup):
+        step(*next(batches))
+    _sync(device)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        step(*next(batches))
+    _sync(device)
+    return time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def _endless(make_epoch: Callable[[], Any]) -> Iterator[Any]:
+    while True:
+        yield from make_epoch()
+
+
+class _Reference:
+    """A fresh model, loss and optimizer from the config, trained by a plain loop: the work of one step.
+
+    It does what the config asks of the Lightning run too: NHWC memory order, torch.compile,
+    and mixed precision (fp16 with loss scaling on CUDA; on a CPU Lightning runs 16-mixed as bf16).
+    """
+
+    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
+        torch.manual_seed(cfg.seed)
+        self.net = instantiate(cfg.model).to(device)
+        self.memory_format = torch.channels_last if cfg.get("channels_last") else torch.contiguous_format
+        self.net.to(memory_format=self.memory_format)
+        if cfg.get("compile"):
+            self.net.compile()
+        self.loss = instantiate(cfg.loss)
+        self.optimizer = instantiate(cfg.optimizer)(self.net.parameters())
+        self.device = device
+        precision = str(cfg.trainer.get("precision", "32-true"))
+        fp16 = precision == "16-mixed" and device.type == "cuda"
+        self.autocast_dtype = torch.float16 if fp16 else torch.bfloat16 if "mixed" in precision else None
+        self.scaler = torch.amp.GradScaler(device.type) if fp16 else None
+
+    def step(self, x: Tensor, y: Tensor) -> None:
+        x = x.contiguous(memory_format=self.memory_format)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            loss = self.loss(self.net(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+
+def time_plain(
+    cfg: DictConfig, datamodule: MNISTDataModule, device: torch.device, warmup: int, steps: int
+) -> tuple[float, float]:
+    """(a) (wall, CPU) seconds of a hand-written loop: shuffled indices into the in-memory uint8 tensors."""
+    images, labels = datamodule.splits["train"]
+    ref = _Reference(cfg, device)
+    batch_size = datamodule.batch_size
+    generator = torch.Generator().manual_seed(0)
+
+    def epoch() -> Iterator[tuple[Tensor, Tensor]]:
+        order = torch.randperm(len(labels), generator=generator).to(images.device)
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            x, y = images[index].to(device, non_blocking=True), labels[index].to(device, non_blocking=True)
+            yield datamodule.preprocess(x), y
+
+    return _timed_steps(_endless(epoch), ref.step, warmup, steps, device)
+
+
+class _StepClock(L.Callback):
+    """Times training steps `warmup` .. `warmup + steps - 1` of a fit, from inside the loop."""
+
+    def __init__(self, warmup: int, steps: int) -> None:
+        self.warmup, self.steps = warmup, steps
+        self.calls = 0
+        self.start = self.end = self.cpu_start = self.cpu_end = 0.0
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.calls == self.warmup:
+            _sync(pl_module.device)
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self.calls += 1
+        if self.calls == self.warmup + self.steps:
+            _sync(pl_module.device)
+            self.end, self.cpu_end = time.perf_counter(), time.process_time()
+
+
+def time_lightning(cfg: DictConfig, warmup: int, steps: int) -> tuple[float, float]:
+    """(b) (wall, CPU) seconds of the project's training: loggers, callbacks, metrics, progress bar as configured.
+
+    Validation is switched off so that both loops do the same work; timing starts after
+    `warmup` steps, so the fixed cost of starting a fit (setup, first batch) is left out, and
+    so is the checkpoint written when it ends (dropped: there is no validation to rank it by).
+    """
+    overrides = {"max_steps": warmup + steps, "max_epochs": -1, "limit_val_batches": 0, "num_sanity_val_steps": 0}
+    cfg = cfg.copy()
+    with _open(cfg):
+        cfg.trainer.update(overrides, enable_checkpointing=False)
+        for name, callback in list(cfg.callbacks.items()):
+            if str(callback.get("_target_", "")).endswith("ModelCheckpoint"):
+                del cfg.callbacks[name]
+    clock = _StepClock(warmup, steps)
+    datamodule, module, trainer = build_run(cfg, callbacks=[clock])
+    trainer.fit(module, datamodule=datamodule)
+    return clock.end - clock.start, clock.cpu_end - clock.cpu_start
+
+
+def time_naive(
+    cfg: DictConfig, datamodule: MNISTDataModule, device: torch.device, warmup: int, steps: int, workers: int
+) -> tuple[float, float]:
+    """(c) (wall, CPU) seconds of the tutorial pipeline: PIL images, per-sample transforms, a shuffling DataLoader."""
+    per_sample = [transforms.Pad(datamodule.pad)] if datamodule.pad else []
+    transform = transforms.Compose(
+        [*per_sample, transforms.ToTensor(), transforms.Normalize((datamodule.mean,), (datamodule.std,))]
+    )
+    dataset = datamodule.dataset(str(datamodule.root), train=True, download=False, transform=transform)
+    loader = DataLoader(
+        dataset,
+        batch_size=datamodule.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
+    ref = _Reference(cfg, device)
+
+    def step(x: Tensor, y: Tensor) -> None:
+        ref.step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+
+    return _timed_steps(_endless(lambda: loader), step, warmup, steps, device)
+
+
+class _open:
+    """Context manager that lifts OmegaConf's struct flag, so that the benchmark may set trainer keys."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+
+    def __enter__(self) -> DictConfig:
+        OmegaConf.set_struct(self.cfg, False)
+        return self.cfg
+
+    def __exit__(self, *exc: object) -> None:
+        OmegaConf.set_struct(self.cfg, True)
+
+
+class TestAccuracyProbe(L.Callback):
+    """Measures the test accuracy after every training epoch and notes when it first reaches `target`.
+
+    The clock starts when the probe is made (just before `fit`), and the time spent measuring
+    is taken off, so `seconds_to_target` is the training's own time to the target accuracy.
+    """
+
+    def __init__(self, target: float) -> None:
+        self.target = target
+        self.start = time.perf_counter()
+        self.probe_seconds = 0.0
+        self.history: list[dict[str, float]] = []
+        self.seconds_to_target: float | None = None
+
+    @torch.no_grad()
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        _sync(pl_module.device)
+        now = time.perf_counter()
+        datamodule = trainer.datamodule
+        images, labels = datamodule.splits["test"]
+        was_training = pl_module.training
+        pl_module.eval()
+        correct = 0
+        for start in range(0, len(labels), datamodule.eval_batch_size):
+            x = datamodule.preprocess(images[start : start + datamodule.eval_batch_size].to(pl_module.device))
+            y = labels[start : start + datamodule.eval_batch_size].to(pl_module.device)
+            correct += int((pl_module(x).argmax(dim=1) == y).sum())
+        pl_module.train(was_training)
+        accuracy = correct / len(labels)
+        elapsed = now - self.start - self.probe_seconds
+        self.history.append({"epoch": trainer.current_epoch + 1, "seconds": elapsed, "test_acc": accuracy})
+        if self.seconds_to_target is None and accuracy >= self.target:
+            self.seconds_to_target = elapsed
+        self.probe_seconds += time.perf_counter() - now
+
+
+def _time_to_accuracy_child(overrides: list[str], target: float, output: str, queue: multiprocessing.Queue) -> None:
+    cfg = compose_config([*overrides, f"paths.output_dir={output}"])
+    datamodule, module, trainer = build_run(cfg, callbacks=[])
+    probe = TestAccuracyProbe(target)
+    trainer.callbacks.append(probe)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    queue.put(
+        {
+            "seconds_to_target": probe.seconds_to_target,
+            "fit_seconds": time.perf_counter() - start - probe.probe_seconds,
+            "history": probe.history,
+        }
+    )
+
+
+def time_to_accuracy(overrides: list[str], target: float) -> dict[str, Any]:
+    """Fit `overrides` in a fresh process: seconds from `fit` to `target` test accuracy, and the process's peak RSS."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    with tempfile.TemporaryDirectory(prefix="lenet_bench_") as output:
+        child = context.Process(target=_time_to_accuracy_child, args=(overrides, target, output, queue))
+        child.start()
+        result = None
+        try:
+            while result is None and (child.is_alive() or not queue.empty()):
+                with contextlib.suppress(Empty):
+                    result = queue.get(timeout=1.0)
+        finally:
+            if result is None:
+                child.terminate()
+            child.join()
+    if result is None or child.exitcode != 0:
+        raise RuntimeError(f"the time-to-accuracy run failed (exit code {child.exitcode}); its error is printed above")
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return result
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
+    return info
+
+
+def training_device(cfg: DictConfig) -> torch.device:
+    """The device the Lightning run trains on: CUDA when the trainer may use it and there is one."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="lenet_bench_") as output:
+        cfg = compose_config([*args.overrides, f"paths.output_dir={output}"])
+        if cfg.get("threads"):
+            torch.set_num_threads(cfg.threads)
+        datamodule: MNISTDataModule = instantiate(cfg.data)  # as the Lightning runs make it, for (a) and (c)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        device = training_device(cfg)
+        data_device = resolve_device(cfg.data.get("device", "auto"), device)
+        datamodule.splits = {name: (x.to(data_device), y.to(data_device)) for name, (x, y) in datamodule.splits.items()}
+        params = sum(p.numel() for p in instantiate(cfg.model).parameters())
+        results: dict[str, Any] = {
+            "machine": machine(),
+            "overrides": list(args.overrides),
+            "model_params": params,
+            "batch_size": datamodule.batch_size,
+            "device": str(device),
+            "data_device": str(data_device),
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "naive_workers": args.naive_workers,
+        }
+        runs: dict[str, list[float]] = {name: [] for name in PIPELINES}
+        cpu_runs: dict[str, list[float]] = {name: [] for name in PIPELINES}
+        samples = args.steps * datamodule.batch_size
+        timers = {
+            "plain": lambda: time_plain(cfg, datamodule, device, args.warmup, args.steps),
+            "lightning": lambda: time_lightning(cfg, args.warmup, args.steps),
+            "naive": lambda: time_naive(cfg, datamodule, device, args.warmup, args.steps, args.naive_workers),
+        }
+        for repeat in range(args.repeats):
+            order = PIPELINES[repeat % 3 :] + PIPELINES[: repeat % 3]  # each pipeline takes each slot in turn
+            for name in order:
+                wall, cpu = timers[name]()
+                runs[name].append(samples / wall)
+                cpu_runs[name].append(samples / cpu)
+                print(f"  repeat {repeat + 1}/{args.repeats} {name:<9} {runs[name][-1]:10.0f} samples/s", flush=True)
+    results["samples_per_s"] = {name: statistics.median(values) for name, values in runs.items()}
+    results["runs"] = runs
+    # Samples per CPU-second of the process: less sensitive than wall time to other jobs on the machine.
+    results["samples_per_cpu_s"] = {name: statistics.median(values) for name, values in cpu_runs.items()}
+    plain = results["samples_per_s"]["plain"]
+    results["ratio_lightning_to_plain"] = results["samples_per_s"]["lightning"] / plain
+    results["ratio_naive_to_plain"] = results["samples_per_s"]["naive"] / plain
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.time_to_accuracy:
+        results["time_to_accuracy"] = {
+            "overrides": args.tta_overrides,
+            "target": args.target,
+            **time_to_accuracy(args.tta_overrides, args.target),
+        }
+    results["machine"]["load_average_1min_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    return results
+
+
+def report(results: dict[str, Any]) -> str:
+    """The results as `key: value` lines."""
+    lines = [f"machine: {json.dumps(results['machine'])}"]
+    keys = ("overrides", "model_params", "batch_size", "device", "data_device", "steps", "warmup", "repeats")
+    for key in (*keys, "naive_workers"):
+        lines.append(f"{key}: {results[key]}")
+    for name in PIPELINES:
+        runs = " ".join(f"{v:.0f}" for v in results["runs"][name])
+        lines.append(f"samples_per_s.{name}: {results['samples_per_s'][name]:.0f}   (runs: {runs})")
+    for name in PIPELINES:
+        lines.append(f"samples_per_cpu_s.{name}: {results['samples_per_cpu_s'][name]:.0f}")
+    lines.append(f"ratio.lightning/plain: {results['ratio_lightning_to_plain']:.3f}")
+    lines.append(f"ratio.naive/plain: {results['ratio_naive_to_plain']:.3f}")
+    lines.append(f"peak_rss_mb.bench: {results['peak_rss_mb']:.0f}")
+    tta = results.get("time_to_accuracy")
+    if tta:
+        seconds = tta["seconds_to_target"]
+        lines.append(f"time_to_accuracy.overrides: {' '.join(tta['overrides'])}")
+        lines.append(f"time_to_accuracy.target: {tta['target']}")
+        lines.append(f"time_to_accuracy.seconds: {'not reached' if seconds is None else f'{seconds:.2f}'}")
+        lines.append(f"time_to_accuracy.fit_seconds: {tta['fit_seconds']:.2f}")
+        history = " ".join(f"{h['epoch']}:{h['test_acc']:.4f}@{h['seconds']:.1f}s" for h in tta["history"])
+        lines.append(f"time_to_accuracy.history: {history}")
+        lines.append(f"peak_rss_mb.training_run: {tta['peak_rss_mb']:.0f}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m lenet_pl.bench",
+        description="Training throughput of the project vs a plain PyTorch loop and the tutorial pipeline.",
+    )
+    parser.add_argument("--steps", type=int, default=150, help="timed training steps per run (default 150)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps before the clock starts (default 10)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each pipeline, interleaved (default 5)")
+    parser.add_argument("--naive-workers", type=int, default=0, help="DataLoader workers of (c) (default 0)")
+    parser.add_argument(
+        "--no-time-to-accuracy", dest="time_to_accuracy", action="store_false", help="skip the time-to-accuracy fit"
+    )
+    parser.add_argument("--target", type=float, default=0.99, help="test accuracy to reach (default 0.99)")
+    parser.add_argument(
+        "--tta",
+        dest="tta_overrides",
+        action="append",
+        metavar="OVERRIDE",
+        help="an override of the time-to-accuracy run (repeatable; default: experiment=fast and the data.root given)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("overrides", nargs="*", help="train.py overrides for the throughput runs, e.g. experiment=fast")
+    args = parser.parse_args(argv)
+    for key in ("steps", "repeats"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key}={getattr(args, key)} is not allowed: it must be at least 1.")
+    if args.warmup < 0 or args.naive_workers < 0:
+        parser.error("--warmup and --naive-workers must be 0 or more.")
+    if not 0 < args.target <= 1:
+        parser.error(f"--target={args.target} is not allowed: it must be a test accuracy in (0, 1].")
+    if args.tta_overrides is None:
+        inherited = [o for o in args.overrides if o.split("=", 1)[0] in ("data.root", "paths.data_dir", "threads")]
+        args.tta_overrides = ["experiment=fast", *inherited]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        results = benchmark(args)
+    except (HydraException, UserError) as err:
+        print(f"error: {user_message(err)}", file=sys.stderr)
+        return 2
+    print(report(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""The speed work: the benchmark's output, data placement, the fast preset, channels_last/compile, the lean logging."""
+
+import json
+import math
+import re
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from lenet_pl import bench
+from lenet_pl.config import compose_config
+from lenet_pl.data import MNISTDataModule, resolve_device
+from lenet_pl.errors import ConfigError
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where there is no CUDA")
+
+
+def tiny_overrides(root: Path) -> list[str]:
+    """A synthetic data set small enough for the whole benchmark to run in seconds."""
+    return [f"data.root={root}", "data.val_size=200", "data.batch_size=32", "data.eval_batch_size=100"]
+
+
+def parse_report(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^([\w./]+): (.*)$", text, flags=re.MULTILINE))
+
+
+def test_bench_prints_well_formed_results(synthetic_root, tmp_path, capsys):
+    json_path = tmp_path / "bench.json"
+    # No loggers, image callbacks or progress bar: their start-up would dominate runs this short.
+    overrides = [*tiny_overrides(synthetic_root), "logger=none", "callbacks=none", "trainer.enable_progress_bar=false"]
+    tta = ["--tta", "experiment=fast", *(f"--tta={o}" for o in [*overrides, "trainer.max_epochs=2"])]
+    argv = ["--steps", "4", "--warmup", "1", "--repeats", "2", "--target", "0.5", *tta, "--json", str(json_path)]
+    assert bench.main([*argv, *overrides]) == 0
+    fields = parse_report(capsys.readouterr().out)
+
+    speeds = {name: float(fields[f"samples_per_s.{name}"].split()[0]) for name in bench.PIPELINES}
+    for name, value in speeds.items():
+        assert math.isfinite(value) and value > 0, name
+        assert float(fields[f"samples_per_cpu_s.{name}"]) > 0
+    # The printed ratios are those of the printed medians (rounded to whole samples/s).
+    assert float(fields["ratio.lightning/plain"]) == pytest.approx(speeds["lightning"] / speeds["plain"], rel=0.05)
+    assert float(fields["ratio.naive/plain"]) == pytest.approx(speeds["naive"] / speeds["plain"], rel=0.05)
+    assert int(fields["batch_size"]) == 32 and int(fields["steps"]) == 4 and fields["device"] == "cpu"
+    assert int(fields["model_params"]) == 61_706  # the default LeNet-5 (dense C3, 32x32 inputs)
+    assert 0 < float(fields["peak_rss_mb.bench"]) < 4096
+    assert 0 < float(fields["peak_rss_mb.training_run"]) < 4096
+
+    # The synthetic digits are easy: the fast preset passes 50% test accuracy within its 2 epochs.
+    assert float(fields["time_to_accuracy.target"]) == 0.5
+    seconds = float(fields["time_to_accuracy.seconds"])
+    assert 0 < seconds <= float(fields["time_to_accuracy.fit_seconds"])
+    history = re.findall(r"(\d+):([\d.]+)@([\d.]+)s", fields["time_to_accuracy.history"])
+    assert [int(epoch) for epoch, _, _ in history] == [1, 2]
+    assert all(0 <= float(acc) <= 1 for _, acc, _ in history)
+
+    results = json.loads(json_path.read_text())
+    assert len(results["runs"]["plain"]) == 2  # one per repeat
+    medians = results["samples_per_s"]
+    assert results["ratio_lightning_to_plain"] == pytest.approx(medians["lightning"] / medians["plain"])
+    assert medians["naive"] == pytest.approx(
+        sorted(results["runs"]["naive"])[0] / 2 + sorted(results["runs"]["naive"])[1] / 2
+    )
+    assert results["time_to_accuracy"]["overrides"][0] == "experiment=fast"
+    assert results["machine"]["cores"] >= 1 and results["machine"]["torch"] == torch.__version__
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--steps", "0"], "--steps=0"), (["--target", "1.5"], "--target=1.5"), (["--repeats", "-1"], "--repeats=-1")],
+)
+def test_bench_rejects_bad_options(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_reports_bad_overrides_in_one_line(capsys):
+    assert bench.main(["--no-time-to-accuracy", "data.device=tpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: data.device='tpu' is not known") and "Traceback" not in err
+
+
+def test_data_device_auto_follows_the_trainer():
+    assert resolve_device("auto") == torch.device("cpu")  # no trainer attached
+    assert resolve_device("auto", torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert resolve_device("auto", torch.device("cuda", 0)) == torch.device("cuda", 0)
+
+
+@pytest.mark.parametrize("device", ["tpu", "gpu", "mps", "", 0])
+def test_data_device_rejects_unknown_names(device):
+    with pytest.raises(ConfigError, match=r"data\.device=.* is not known; choose one of auto, cpu, cuda"):
+        MNISTDataModule(device=device)
+
+
+@no_cuda
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_data_device_cuda_without_cuda_is_a_config_error(device):
+    with pytest.raises(ConfigError, match=rf"data\.device='{device}' needs a CUDA GPU.*data\.device=auto"):
+        MNISTDataModule(device=device)
+
+
+def test_data_on_cpu_serves_cpu_batches(synthetic_root):
+    datamodule = MNISTDataModule(root=str(synthetic_root), val_size=200, batch_size=64, device="auto")
+    datamodule.setup("fit")
+    assert all(x.device.type == "cpu" and y.device.type == "cpu" for x, y in datamodule.splits.values())
+    images, labels = next(iter(datamodule.train_dataloader()))
+    assert images.dtype == torch.uint8 and images.shape == (64, 28, 28) and labels.shape == (64,)
+
+
+@needs_cuda
+def test_data_auto_lives_on_the_gpu_when_training_there(synthetic_root, tmp_path):
+    """On CUDA, the uint8 data set moves to the GPU at setup and every batch is cut there."""
+    overrides = [*tiny_overrides(synthetic_root), "trainer=gpu", "trainer.max_epochs=1", "logger=none"]
+    datamodule, module, trainer = bench.build_run(compose_config([*overrides, f"paths.output_dir={tmp_path}"]))
+    devices = []
+
+    class Recorder(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            devices.append(batch[0].device.type)
+
+    trainer.callbacks.append(Recorder())
+    trainer.fit(module, datamodule=datamodule)
+    assert datamodule.splits["train"][0].device.type == "cuda"
+    assert devices and set(devices) == {"cuda"}
+
+
+def test_fast_preset_composes_into_a_lenet5_sized_model():
+    cfg = compose_config(["experiment=fast"])
+    net = instantiate(cfg.model)
+    params = sum(p.numel() for p in net.parameters())
+    assert params <= 62_000
+    assert params == 44_426  # 28x28 inputs: C5 is a 4x4 convolution over S4
+    assert cfg.data.image_size == cfg.model.input_size == 28
+    assert cfg.scheduler.interval == "step" and cfg.scheduler.scheduler.total_steps is None
+    assert cfg.channels_last is True
+
+
+def test_onecycle_is_sized_by_the_run_and_ends_near_zero(synthetic_root, tmp_path):
+    """total_steps: null in the config becomes epochs x batches; the last step's rate is max_lr / 25 / 1000."""
+    overrides = [*tiny_overrides(synthetic_root), "experiment=fast", "data.batch_size=250", "trainer.max_epochs=2"]
+    cfg = compose_config([*overrides, f"paths.output_dir={tmp_path}", "logger=none", "callbacks=none"])
+    rates = []
+
+    class RateRecorder(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    datamodule, module, trainer = bench.build_run(cfg, callbacks=[RateRecorder()])
+    trainer.fit(module, datamodule=datamodule)
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
+    assert scheduler.total_steps == 2 * 4 == trainer.global_step == len(rates)  # 1000 training images / 250
+    assert rates[0] == pytest.approx(cfg.optimizer.lr / 25)
+    assert max(rates) == pytest.approx(cfg.optimizer.lr, rel=0.3)  # the peak falls between two of 8 steps
+    assert rates[-1] == pytest.approx(cfg.optimizer.lr / 25 / 1000)
+
+
+def test_channels_last_gives_the_same_outputs(synthetic_root):
+    from lenet_pl.module import LeNetModule
+
+    cfg = compose_config(["experiment=fast"])
+    kwargs = {"loss": instantiate(cfg.loss), "optimizer": instantiate(cfg.optimizer)}
+    torch.manual_seed(0)
+    plain = LeNetModule(net=instantiate(cfg.model), **kwargs)
+    nhwc = LeNetModule(net=instantiate(cfg.model), channels_last=True, **kwargs)
+    nhwc.load_state_dict(plain.state_dict())
+    assert nhwc.net.C1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(8, 1, 28, 28)
+    torch.testing.assert_close(nhwc(x), plain(x), rtol=1e-4, atol=1e-5)
+    assert set(nhwc.state_dict()) == set(plain.state_dict())
+
+
+def test_compile_keeps_the_state_dict_keys():
+    """compile=true compiles the net in place at setup (lazily: nothing is compiled until it runs)."""
+    from lenet_pl.module import LeNetModule
+
+    cfg = compose_config([])
+    module = LeNetModule(
+        net=instantiate(cfg.model), loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer), compile=True
+    )
+    keys = set(module.state_dict())
+    module.setup("fit")
+    module.setup("test")  # compiled once, not wrapped twice
+    assert module.compiled and set(module.state_dict()) == keys
+    assert not any("_orig_mod" in key for key in keys)
+
+
+@pytest.mark.slow
+def test_compiled_module_matches_eager():
+    """Runs the inductor compiler on the CPU (a minute on 2 cores)."""
+    from lenet_pl.module import LeNetModule
+
+    cfg = compose_config(["experiment=fast"])
+    kwargs = {"loss": instantiate(cfg.loss), "optimizer": instantiate(cfg.optimizer)}
+    eager = LeNetModule(net=instantiate(cfg.model), **kwargs)
+    compiled = LeNetModule(net=instantiate(cfg.model), compile=True, **kwargs)
+    compiled.load_state_dict(eager.state_dict())
+    compiled.setup("fit")
+    x = torch.randn(16, 1, 28, 28)
+    torch.testing.assert_close(compiled(x), eager(x), rtol=1e-4, atol=1e-5)
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_gpu_mixed_precision_and_compile_train(synthetic_root, tmp_path, precision):
+    overrides = [*tiny_overrides(synthetic_root), "experiment=fast", "trainer=gpu", "trainer.max_epochs=1"]
+    overrides += [f"trainer.precision={precision}", "compile=true", f"paths.output_dir={tmp_path}", "logger=none"]
+    datamodule, module, trainer = bench.build_run(compose_config(overrides))
+    trainer.fit(module, datamodule=datamodule)
+    assert math.isfinite(float(trainer.callback_metrics["train/loss_epoch"]))
+    assert module.device.type == "cuda"
+
+
+def test_training_logs_step_loss_only_when_the_loggers_write(synthetic_root, tmp_path):
+    """The step loss reaches the loggers every log_every_n_steps; the epoch loss and accuracy once an epoch."""
+    overrides = [*tiny_overrides(synthetic_root), "experiment=fast", "data.batch_size=100", "trainer.max_epochs=2"]
+    overrides += ["trainer.log_every_n_steps=3", "logger=csv", "callbacks=none", "trainer.enable_progress_bar=false"]
+    cfg = compose_config([*overrides, f"paths.output_dir={tmp_path}"])
+    datamodule, module, trainer = bench.build_run(cfg)
+    trainer.fit(module, datamodule=datamodule)
+    rows = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    table = [dict(zip(header, row.split(","), strict=True)) for row in rows[1:]]
+    step_rows = [int(r["step"]) for r in table if r["train/loss_step"]]
+    assert trainer.global_step == 2 * 10  # 1000 training images in batches of 100, 2 epochs
+    assert step_rows == [2, 5, 8, 11, 14, 17]  # the steps whose count is a multiple of 3
+    epoch_rows = [r for r in table if r["train/loss_epoch"]]
+    assert len(epoch_rows) == 2 and all(0 < float(r["train/acc"]) <= 1 for r in epoch_rows)
