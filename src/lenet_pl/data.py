@@ -30,7 +30,8 @@ class TensorBatches:
     """Batches of (uint8 images, int64 labels) cut from tensors by index: no workers, no per-sample Python.
 
     Shuffling uses a generator seeded with `seed + epoch`, so runs are reproducible and the
-    order of any epoch can be rebuilt on resume (`state_dict` holds the epoch). With
+    order of any epoch can be rebuilt on resume: `epoch_source` (the trainer's epoch) sets the
+    epoch when given, else a counter does (`state_dict` holds it). With
     `world_size > 1` (DDP), every rank draws the same permutation and takes every
     world_size-th sample of it, padded by wrapping around so that all ranks get equally many.
     """
@@ -44,10 +45,12 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        epoch_source: Callable[[], int] | None = None,
     ) -> None:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
+        self.epoch_source = epoch_source
         self.epoch = 0
 
     def _samples_per_rank(self) -> int:
@@ -59,6 +62,8 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = len(self.labels)
         if self.shuffle:
+            if self.epoch_source is not None:
+                self.epoch = self.epoch_source()
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(n, generator=generator)
             self.epoch += 1
@@ -277,6 +282,8 @@ class MNISTDataModule(L.LightningDataModule):
             seed=self.shuffle_seed,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
+            # The trainer's epoch, so a run resumed from a checkpoint sees the same orders as an unbroken one.
+            epoch_source=(lambda: trainer.current_epoch) if trainer else None,
         )
 
     def train_dataloader(self) -> TensorBatches:

@@ -1,5 +1,6 @@
-"""Stop a run whose loss or weights stop being finite, before a non-finite checkpoint is written."""
+"""Stop a run whose loss explodes or stops being finite, before a non-finite checkpoint is written."""
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,16 +15,19 @@ class TrainingDiverged(UserError, RuntimeError):
 
 
 class DivergenceGuard(L.Callback):
-    """Raise `TrainingDiverged` at the first step whose training loss is NaN/inf, and refuse to save such weights.
+    """Raise `TrainingDiverged` at the first step whose training loss is NaN/inf or above `max_loss`.
 
-    Lightning's EarlyStopping(check_finite=True) only looks at validation metrics, once an epoch;
-    this checks every `every_n_steps` training steps (1 = exact step, at the cost of one host
-    sync per step on a GPU) and every checkpoint before it is written.
+    Lightning's EarlyStopping(check_finite=True, divergence_threshold=...) only looks at logged
+    metrics once an epoch; this checks every `every_n_steps` training steps (1 = the exact step,
+    at the cost of one host sync per step on a GPU), and refuses to write a checkpoint whose
+    weights are not finite. A loss that explodes (softmax cross-entropy stays finite even when
+    the logits are huge) counts as diverged above `max_loss`; None checks finiteness only.
     """
 
-    def __init__(self, every_n_steps: int = 1) -> None:
+    def __init__(self, every_n_steps: int = 1, max_loss: float | None = 1e4) -> None:
         super().__init__()
         self.every_n_steps = every_n_steps
+        self.max_loss = max_loss
 
     def _diverged(self, trainer: L.Trainer, what: str) -> TrainingDiverged:
         lrs = sorted({group["lr"] for opt in trainer.optimizers for group in opt.param_groups})
@@ -42,8 +46,15 @@ class DivergenceGuard(L.Callback):
         if trainer.global_step % self.every_n_steps:
             return
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        if isinstance(loss, torch.Tensor) and not torch.isfinite(loss).all():
-            raise self._diverged(trainer, f"the training loss is {loss.item()}")
+        if not isinstance(loss, torch.Tensor):
+            return
+        value = loss.detach().float().max().item()
+        if not math.isfinite(value):
+            raise self._diverged(trainer, f"the training loss is {value}")
+        if self.max_loss is not None and value > self.max_loss:
+            raise self._diverged(
+                trainer, f"the training loss is {value:.4g}, above divergence_guard.max_loss={self.max_loss:g}"
+            )
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         bad = [k for k, v in checkpoint["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
