@@ -244,7 +244,8 @@ def plot_val_acc(jobs: list[Job], axes: dict[str, list[str]], rows: list[dict[st
         epochs = list(range(1, n_epochs + 1))
         mean = [100 * statistics.fmean(j.val_acc[e - 1] for j in runs if len(j.val_acc) >= e) for e in epochs]
         for panel in panels:
-            panel.plot(epochs, mean, marker="o", markersize=3, color=colors(i % 20), label=_label(row, config_axes))
+            color = colors((2 * i) % 20 + (2 * i // 20) % 2)  # dark hues first, so neighbours in the ranking differ
+            panel.plot(epochs, mean, marker="o", markersize=3, color=color, label=_label(row, config_axes))
     panels[0].set_title("validation accuracy per epoch (mean over seeds)")
     panels[1].set_title("zoom: 97-100%")
     panels[1].set_ylim(97, 100)
