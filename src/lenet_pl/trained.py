@@ -116,9 +116,9 @@ def command_line(config_name: str, job: Callable[[DictConfig], int], argv: list[
         missing = [key for key in cfg if OmegaConf.is_missing(cfg, key)]
         if missing:
             raise UserError(
-                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required, e.g. "
-                f"`python -m lenet_pl.{config_name} ckpt_path=outputs/2026-01-31/12-00-00` "
-                f"(see conf/{config_name}.yaml for every key)."
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: "
+                f"`python -m lenet_pl.{config_name} {' '.join(f'{key}=...' for key in missing)}` "
+                f"(conf/{config_name}.yaml describes every key)."
             )
         if cfg.get("threads"):
             torch.set_num_threads(cfg.threads)
