@@ -51,7 +51,10 @@ def build(args: list[str]) -> torch.Tensor:
     net = instantiate(cfg.model)
     optimizer = instantiate(cfg.optimizer)(net.parameters())
     if cfg.scheduler.get("scheduler"):
-        instantiate(cfg.scheduler.scheduler)(optimizer)
+        schedule = instantiate(cfg.scheduler.scheduler)
+        # A schedule sized by the run (total_steps: null) gets its length from the trainer in LeNetModule.
+        sized = schedule.keywords.get("total_steps", 0) is None
+        schedule(optimizer, **({"total_steps": 100} if sized else {}))
     x = torch.zeros(2, *net.input_shape)
     out = net(x)
     loss = instantiate(cfg.loss)(out, torch.zeros(2, dtype=torch.long))
