@@ -86,23 +86,30 @@ class SampleInputs(L.Callback):
 
 
 class ModelGraph(L.Callback):
-    """Logs the network's graph (traced on one training input), once."""
+    """Logs the network's graph, traced on one training input, when training ends.
+
+    Tracing (torch.jit) takes a second or two, so it runs once after the last epoch instead of
+    inside the first; the input is kept from the first training batch.
+    """
 
     def __init__(self) -> None:
-        self.done = False
+        self.example: Tensor | None = None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if self.example is None:
+            self.example = batch[0][:1].detach().clone()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = _writer(trainer)
-        if self.done or writer is None:
+        if writer is None or self.example is None:
             return
-        self.done = True
         net = getattr(pl_module, "net", pl_module)  # the plain nn.Module reads better than its wrapper
-        # add_graph traces with torch.jit, which torch now deprecates (FutureWarning) but still runs.
-        # A picture is not worth a training run: a model the tracer cannot handle only loses its graph.
+        # torch deprecates torch.jit (FutureWarning) but still runs it. A picture is not worth a
+        # training run: a model the tracer cannot handle only loses its graph.
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
             try:
-                writer.add_graph(net, batch[0][:1])
+                writer.add_graph(net, self.example)
             except Exception as err:
                 log.warning("TensorBoard graph not logged: tracing %s failed (%s)", type(net).__name__, err)
 
