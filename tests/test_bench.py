@@ -53,6 +53,7 @@ def test_bench_prints_well_formed_results(synthetic_root, tmp_path, capsys):
     assert float(fields["time_to_accuracy.target"]) == 0.5
     seconds = float(fields["time_to_accuracy.seconds"])
     assert 0 < seconds <= float(fields["time_to_accuracy.fit_seconds"])
+    assert float(fields["time_to_accuracy.cpu_seconds"]) > 0
     history = re.findall(r"(\d+):([\d.]+)@([\d.]+)s", fields["time_to_accuracy.history"])
     assert [int(epoch) for epoch, _, _ in history] == [1, 2]
     assert all(0 <= float(acc) <= 1 for _, acc, _ in history)
@@ -77,6 +78,13 @@ def test_bench_rejects_bad_options(argv, message, capsys):
         bench.parse_args(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_bench_options_and_overrides_mix_and_the_fit_inherits_data_and_threads():
+    args = bench.parse_args(["experiment=fast", "--steps", "3", "data.root=/d", "threads=1", "--repeats", "2"])
+    assert (args.steps, args.repeats) == (3, 2)
+    assert args.overrides == ["experiment=fast", "data.root=/d", "threads=1"]
+    assert args.tta_overrides == ["experiment=fast", "data.root=/d", "threads=1"]
 
 
 def test_bench_reports_bad_overrides_in_one_line(capsys):
@@ -136,8 +144,9 @@ def test_fast_preset_composes_into_a_lenet5_sized_model():
     net = instantiate(cfg.model)
     params = sum(p.numel() for p in net.parameters())
     assert params <= 62_000
-    assert params == 44_426  # 28x28 inputs: C5 is a 4x4 convolution over S4
-    assert cfg.data.image_size == cfg.model.input_size == 28
+    assert params == 61_706  # the dense-C3 LeNet-5 on 32x32 inputs
+    assert cfg.data.image_size == cfg.model.input_size == 32
+    assert cfg.data.batch_size == 128 and cfg.trainer.max_epochs == 3
     assert cfg.scheduler.interval == "step" and cfg.scheduler.scheduler.total_steps is None
     assert cfg.channels_last is True
 
@@ -172,7 +181,7 @@ def test_channels_last_gives_the_same_outputs(synthetic_root):
     nhwc = LeNetModule(net=instantiate(cfg.model), channels_last=True, **kwargs)
     nhwc.load_state_dict(plain.state_dict())
     assert nhwc.net.C1[0].weight.is_contiguous(memory_format=torch.channels_last)
-    x = torch.randn(8, 1, 28, 28)
+    x = torch.randn(8, 1, 32, 32)
     torch.testing.assert_close(nhwc(x), plain(x), rtol=1e-4, atol=1e-5)
     assert set(nhwc.state_dict()) == set(plain.state_dict())
 
@@ -203,7 +212,7 @@ def test_compiled_module_matches_eager():
     compiled = LeNetModule(net=instantiate(cfg.model), compile=True, **kwargs)
     compiled.load_state_dict(eager.state_dict())
     compiled.setup("fit")
-    x = torch.randn(16, 1, 28, 28)
+    x = torch.randn(16, 1, 32, 32)
     torch.testing.assert_close(compiled(x), eager(x), rtol=1e-4, atol=1e-5)
 
 

@@ -81,7 +81,7 @@ class LeNetModule(L.LightningModule):
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        # Lean on purpose: for a model this small, each self.log() call (~0.5 ms of Lightning
+        # Lean on purpose: for a model this small, each self.log() call (hundreds of µs of Lightning
         # bookkeeping) and a metric's forward() are a visible share of a CPU step. The step only
         # updates running metrics, and hands the loggers a value on the steps they write.
         x, y = batch
