@@ -25,7 +25,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from lenet_pl.callbacks import confusion_matrix_figure, labelled_grid
+from lenet_pl.callbacks import confusion_matrix_image, labelled_grid
 from lenet_pl.errors import UserError
 from lenet_pl.trained import command_line, load_run
 
@@ -98,20 +98,20 @@ def write_report(report: dict[str, Any], worst_images: torch.Tensor, run_dir: Pa
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
     matrix = torch.tensor(report["confusion_matrix"])
-    confusion = confusion_matrix_figure(matrix, title=f"test set, accuracy {report['test/acc']:.2%}")
+    confusion = confusion_matrix_image(matrix, title=f"test set, accuracy {report['test/acc']:.2%}")
     errors = labelled_grid(
         worst_images.unsqueeze(1),
         [f"{e['predicted']} (true {e['true']})\n{e['confidence']:.1%}" for e in report["most_confident_errors"]],
     )
-    confusion.savefig(output_dir / "confusion_matrix.png", dpi=100)
-    Image.fromarray(errors.permute(1, 2, 0).numpy()).save(output_dir / "most_confident_errors.png")
+    for name, image in (("confusion_matrix", confusion), ("most_confident_errors", errors)):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(output_dir / f"{name}.png")
 
     step = report["global_step"]
     with SummaryWriter(log_dir=str(run_dir)) as writer:
         writer.add_scalar("evaluate/test_loss", report["test/loss"], step)
         writer.add_scalar("evaluate/test_acc", report["test/acc"], step)
         writer.add_text("evaluate/per_class", per_class_table(report, markdown=True), step)
-        writer.add_figure("evaluate/confusion_matrix", confusion, step)
+        writer.add_image("evaluate/confusion_matrix", confusion, step)
         writer.add_image("evaluate/most_confident_errors", errors, step)
 
 
