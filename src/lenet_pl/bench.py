@@ -17,6 +17,7 @@ Results are printed as `key: value` lines (and written as JSON with --json).
 
 import argparse
 import contextlib
+import copy
 import json
 import multiprocessing
 import os
@@ -195,7 +196,7 @@ def time_lightning(cfg: DictConfig, warmup: int, steps: int) -> tuple[float, flo
     so is the checkpoint written when it ends (dropped: there is no validation to rank it by).
     """
     overrides = {"max_steps": warmup + steps, "max_epochs": -1, "limit_val_batches": 0, "num_sanity_val_steps": 0}
-    cfg = cfg.copy()
+    cfg = copy.deepcopy(cfg)  # the caller's config stays as it was
     with _open(cfg):
         cfg.trainer.update(overrides, enable_checkpointing=False)
         for name, callback in list(cfg.callbacks.items()):
