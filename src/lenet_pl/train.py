@@ -98,6 +98,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             logger.log_hyperparams(hparams, metrics=final)
         else:
             logger.log_hyperparams(hparams)
+        logger.finalize("success")  # test() already closed it: without this the write may be lost at exit
     (output_dir / "metrics.json").write_text(json.dumps({"hparams": hparams, "metrics": metrics}, indent=2))
     return metrics
 
