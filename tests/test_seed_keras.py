@@ -75,4 +75,4 @@ def test_seed_keras_reaches_the_articles_accuracy_after_20_epochs(tmp_path):
     (metrics_file,) = tmp_path.rglob("metrics.json")
     metrics = json.loads(metrics_file.read_text())["metrics"]
     assert metrics["epochs"] == 20
-    assert 0.95 <= metrics["test/acc"] <= 0.975
+    assert 0.96 <= metrics["test/acc"] <= 0.975  # the target; the article reports about 96%
