@@ -156,12 +156,17 @@ def test_diverging_run_stops_at_once_names_the_step_and_saves_nothing(tmp_path, 
     assert not list(run.glob("checkpoints/*.ckpt"))  # diverged before the first validation: nothing saved
 
 
-def test_guard_refuses_to_save_non_finite_weights():
+def test_guard_refuses_to_save_non_finite_weights_but_not_metric_states():
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    checkpoint = {"state_dict": {"net.C1.0.weight": torch.tensor([1.0, float("nan")]), "step": torch.tensor(3)}}
+    cfg = compose_config([])
+    module = LeNetModule(net=instantiate(cfg.model), loss=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+    checkpoint = {"state_dict": module.state_dict()}
+    assert checkpoint["state_dict"]["val_acc_best.max_value"] == float("-inf")  # before any validation
+    DivergenceGuard().on_save_checkpoint(trainer, module, checkpoint)
+    with torch.no_grad():
+        module.net.C1[0].weight[0, 0, 0, 0] = float("nan")
     with pytest.raises(TrainingDiverged, match=r"the weights net.C1.0.weight hold NaN or inf"):
-        DivergenceGuard().on_save_checkpoint(trainer, None, checkpoint)
-    DivergenceGuard().on_save_checkpoint(trainer, None, {"state_dict": {"w": torch.ones(2)}})
+        DivergenceGuard().on_save_checkpoint(trainer, module, {"state_dict": module.state_dict()})
 
 
 def test_in_a_multirun_a_diverging_job_fails_and_the_others_finish(tmp_path, data_root):

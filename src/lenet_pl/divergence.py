@@ -57,6 +57,7 @@ class DivergenceGuard(L.Callback):
             )
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        bad = [k for k, v in checkpoint["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        # Parameters only: metric states may be infinite by design (MaxMetric starts at -inf).
+        bad = [name for name, p in pl_module.named_parameters() if not torch.isfinite(p).all()]
         if bad:
             raise self._diverged(trainer, f"the weights {', '.join(bad[:3])} hold NaN or inf")
