@@ -14,6 +14,7 @@ from lenet_pl import bench
 from lenet_pl.config import compose_config
 from lenet_pl.data import MNISTDataModule, resolve_device
 from lenet_pl.errors import ConfigError
+from lenet_pl.train import build
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where there is no CUDA")
@@ -126,7 +127,7 @@ def test_data_on_cpu_serves_cpu_batches(synthetic_root):
 def test_data_auto_lives_on_the_gpu_when_training_there(synthetic_root, tmp_path):
     """On CUDA, the uint8 data set moves to the GPU at setup and every batch is cut there."""
     overrides = [*tiny_overrides(synthetic_root), "trainer=gpu", "trainer.max_epochs=1", "logger=none"]
-    datamodule, module, trainer = bench.build_run(compose_config([*overrides, f"paths.output_dir={tmp_path}"]))
+    datamodule, module, trainer = build(compose_config([*overrides, f"paths.output_dir={tmp_path}"]))
     devices = []
 
     class Recorder(L.Callback):
@@ -161,7 +162,7 @@ def test_onecycle_is_sized_by_the_run_and_ends_near_zero(synthetic_root, tmp_pat
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             rates.append(trainer.optimizers[0].param_groups[0]["lr"])
 
-    datamodule, module, trainer = bench.build_run(cfg, callbacks=[RateRecorder()])
+    datamodule, module, trainer = build(cfg, callbacks=[RateRecorder()])
     trainer.fit(module, datamodule=datamodule)
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     assert isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
@@ -221,7 +222,7 @@ def test_compiled_module_matches_eager():
 def test_gpu_mixed_precision_and_compile_train(synthetic_root, tmp_path, precision):
     overrides = [*tiny_overrides(synthetic_root), "experiment=fast", "trainer=gpu", "trainer.max_epochs=1"]
     overrides += [f"trainer.precision={precision}", "compile=true", f"paths.output_dir={tmp_path}", "logger=none"]
-    datamodule, module, trainer = bench.build_run(compose_config(overrides))
+    datamodule, module, trainer = build(compose_config(overrides))
     trainer.fit(module, datamodule=datamodule)
     assert math.isfinite(float(trainer.callback_metrics["train/loss_epoch"]))
     assert module.device.type == "cuda"
@@ -232,7 +233,7 @@ def test_training_logs_step_loss_only_when_the_loggers_write(synthetic_root, tmp
     overrides = [*tiny_overrides(synthetic_root), "experiment=fast", "data.batch_size=100", "trainer.max_epochs=2"]
     overrides += ["trainer.log_every_n_steps=3", "logger=csv", "callbacks=none", "trainer.enable_progress_bar=false"]
     cfg = compose_config([*overrides, f"paths.output_dir={tmp_path}"])
-    datamodule, module, trainer = bench.build_run(cfg)
+    datamodule, module, trainer = build(cfg)
     trainer.fit(module, datamodule=datamodule)
     rows = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")

@@ -44,33 +44,9 @@ from torchvision import transforms
 from lenet_pl.config import compose_config
 from lenet_pl.data import MNISTDataModule, resolve_device
 from lenet_pl.errors import UserError, user_message
-from lenet_pl.module import LeNetModule
+from lenet_pl.train import build
 
 PIPELINES = ("plain", "lightning", "naive")
-
-
-def build_run(cfg: DictConfig, callbacks: list[L.Callback] = ()) -> tuple[MNISTDataModule, LeNetModule, L.Trainer]:
-    """The data module, LightningModule and Trainer of a run, instantiated from `cfg` the way train.py does."""
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.data)
-    scheduler = cfg.scheduler.get("scheduler")
-    module = LeNetModule(
-        net=instantiate(cfg.model),
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(scheduler) if scheduler else None,
-        scheduler_interval=cfg.scheduler.get("interval", "epoch"),
-        num_classes=cfg.model.num_classes,
-        compile=cfg.get("compile", False),
-        channels_last=cfg.get("channels_last", False),
-        config=OmegaConf.to_container(cfg, resolve=True),
-    )
-    loggers = [instantiate(c) for c in cfg.logger.values()]
-    all_callbacks = [instantiate(c) for c in cfg.callbacks.values()] + list(callbacks)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=all_callbacks)
-    return datamodule, module, trainer
 
 
 def _sync(device: torch.device) -> None:
@@ -203,7 +179,7 @@ def time_lightning(cfg: DictConfig, warmup: int, steps: int) -> tuple[float, flo
             if str(callback.get("_target_", "")).endswith("ModelCheckpoint"):
                 del cfg.callbacks[name]
     clock = _StepClock(warmup, steps)
-    datamodule, module, trainer = build_run(cfg, callbacks=[clock])
+    datamodule, module, trainer = build(cfg, callbacks=[clock])
     trainer.fit(module, datamodule=datamodule)
     return clock.end - clock.start, clock.cpu_end - clock.cpu_start
 
@@ -301,7 +277,7 @@ def _peak_rss_mb() -> float:
 
 def _time_to_accuracy_child(overrides: list[str], target: float, output: str, queue: multiprocessing.Queue) -> None:
     cfg = compose_config([*overrides, f"paths.output_dir={output}"])
-    datamodule, module, trainer = build_run(cfg, callbacks=[])
+    datamodule, module, trainer = build(cfg, callbacks=[])
     probe = TestAccuracyProbe(target)
     trainer.callbacks.append(probe)
     start = time.perf_counter()

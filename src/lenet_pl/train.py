@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from lenet_pl import CONFIG_DIR
 from lenet_pl.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
 from lenet_pl.config import run_hparams, validate
+from lenet_pl.data import MNISTDataModule
 from lenet_pl.errors import UserError, user_message
 from lenet_pl.model import format_layer_table, layer_table
 from lenet_pl.module import LeNetModule
@@ -32,19 +34,15 @@ from lenet_pl.module import LeNetModule
 log = logging.getLogger("lenet_pl")
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit and test one run described by `cfg`; returns its final metrics (also written to metrics.json)."""
-    validate(cfg)
+def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTDataModule, LeNetModule, L.Trainer]:
+    """The data module, LightningModule and Trainer of the run `cfg` describes (train and bench share this)."""
     if cfg.get("threads"):  # intra-op threads; sweeps running jobs side by side give each a share of the cores
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True)
-    output_dir = Path(cfg.paths.output_dir)
-
     datamodule = instantiate(cfg.data)
-    net = instantiate(cfg.model)
     scheduler = cfg.scheduler.get("scheduler")
     module = LeNetModule(
-        net=net,
+        net=instantiate(cfg.model),
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(scheduler) if scheduler else None,
@@ -54,6 +52,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         channels_last=cfg.get("channels_last", False),
         config=OmegaConf.to_container(cfg, resolve=True),
     )
+    loggers = [instantiate(c) for c in cfg.logger.values()]
+    all_callbacks = [instantiate(c) for c in cfg.callbacks.values()] + list(callbacks)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=all_callbacks)
+    return datamodule, module, trainer
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit and test one run described by `cfg`; returns its final metrics (also written to metrics.json)."""
+    validate(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    datamodule, module, trainer = build(cfg)
+    net = module.net
     # Resolve and check the checkpoint before anything is trained: a wrong path or a checkpoint of
     # another model fails here, in one paragraph, instead of deep inside Lightning.
     ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), cfg, cfg.paths.output_root, output_dir)
@@ -64,9 +74,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "Resuming from %s (epoch %s, step %s)", ckpt_path, checkpoint.get("epoch"), checkpoint.get("global_step")
         )
         ckpt_path = adopt_checkpoint(checkpoint, ckpt_path, output_dir / "checkpoints")
-    loggers = [instantiate(c) for c in cfg.logger.values()]
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
 
     if trainer.is_global_zero:
         log.info("LeNet-5 layers:\n%s", format_layer_table(layer_table(net)))
