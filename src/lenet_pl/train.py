@@ -114,13 +114,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
-    except (UserError, HydraException) as err:
+    except Exception as err:
         # failure.json tells `lenet_pl.report` that this run failed, rather than is still running.
         output_dir = Path(HydraConfig.get().runtime.output_dir)
         failure = {"error": type(err).__name__, "message": user_message(err)}
         (output_dir / "failure.json").write_text(json.dumps(failure, indent=2))
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # Hydra records the failed job, runs the rest of the sweep, then exits non-zero
+        if not isinstance(err, UserError | HydraException) or HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # a bug shows its traceback; in a sweep Hydra runs the other jobs, then exits non-zero
         log.error("error: %s", user_message(err))
         sys.exit(1)
     # Sweepers (Optuna) optimise the returned value.
