@@ -20,9 +20,10 @@ How this differs from the paper, on purpose:
   back-propagation) with random +-1 vectors z on each batch of the estimate, and take
   h_kk = mean over z of |(Hz)_k|. That is at least |H_kk| and at most sum_j |H_kj|: like the
   paper's estimate it is never negative, and it is larger where a weight interacts strongly
-  with others (shared kernels, saturated units). The plain Hutchinson estimate |mean z*(Hz)|
-  (the Hessian diagonal itself) made batched training diverge in the first few hundred
-  steps at the paper's per-sample rate times the batch size; this one did not.
+  with others (shared kernels, saturated units). With the plain Hutchinson estimate
+  |mean z*(Hz)| (the Hessian diagonal itself) at the paper's per-sample rate times the batch
+  size, training diverged within 500 steps when h was estimated once, and a full run ended its
+  first pass at 83% validation accuracy; with this one: 95.9% after 1,500 steps, 96.5% after one pass.
 - Batches: the paper updates after every sample. With mini-batches of B samples the gradient
   is the batch mean, so one pass makes B times fewer steps; set lr = B x eta to move the
   weights as far per pass as the paper does (the lenet1998 preset does this).
