@@ -79,8 +79,9 @@ def test_tensorboard_has_curves_learning_rate_test_accuracy_and_hparams(tiny_run
     assert hparams["activation"] == "tanh" and hparams["optimizer"] == "sgd" and hparams["seed"] == 42
 
 
-def test_fast_dev_run_through_the_cli(tmp_path, synthetic_root):
-    result = run_cli("lenet_pl.train", *tiny_args(synthetic_root, tmp_path / "run", "trainer=debug"), cwd=tmp_path)
+def test_fast_dev_run_through_the_cli_even_without_loggers(tmp_path, synthetic_root):
+    args = tiny_args(synthetic_root, tmp_path / "run", "trainer=debug", "logger=none")
+    result = run_cli("lenet_pl.train", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Test accuracy:" in result.stdout + result.stderr
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]["global_step"] == 1

@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -54,6 +55,8 @@ def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTD
     )
     loggers = [instantiate(c) for c in cfg.logger.values()]
     all_callbacks = [instantiate(c) for c in cfg.callbacks.values()] + list(callbacks)
+    if not loggers:  # logger=none: LearningRateMonitor refuses to run without a logger, and has nothing to do
+        all_callbacks = [c for c in all_callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=all_callbacks)
     return datamodule, module, trainer
 
