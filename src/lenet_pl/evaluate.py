@@ -46,9 +46,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if isinstance(cfg.worst, bool) or not isinstance(cfg.worst, int) or cfg.worst < 0:
         raise UserError(f"worst={cfg.worst!r} is not allowed: give how many wrong digits to show, 0 or more.")
     run = load_run(cfg.ckpt_path, data_root=cfg.data_root)
-    datamodule = run.datamodule()
-    datamodule.prepare_data()
-    datamodule.setup("test")
+    datamodule = run.test_datamodule()
     images, labels = (t.cpu() for t in datamodule.splits["test"])
     net, loss_fn = run.net.to(device), run.loss.to(device)
 

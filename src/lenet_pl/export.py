@@ -77,9 +77,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     if isinstance(cfg.check_digits, bool) or not isinstance(cfg.check_digits, int) or cfg.check_digits < 1:
         raise UserError(f"check_digits={cfg.check_digits!r} is not allowed: give a whole number of at least 1.")
     run = load_run(cfg.ckpt_path, data_root=cfg.data_root)
-    datamodule = run.datamodule()
-    datamodule.prepare_data()
-    datamodule.setup("test")
+    datamodule = run.test_datamodule()
     x = datamodule.preprocess(datamodule.splits["test"][0][: cfg.check_digits].cpu())
 
     metadata = {key: str(value) for key, value in describe_preprocessing(datamodule).items()}

@@ -40,6 +40,13 @@ class TrainedRun:
         """The run's own data module: same data set, split, padding and normalisation as in training."""
         return instantiate(self.config.data)
 
+    def test_datamodule(self) -> MNISTDataModule:
+        """The run's data module with its splits loaded (files checked, or downloaded, as in training)."""
+        datamodule = self.datamodule()
+        datamodule.prepare_data()
+        datamodule.setup("test")
+        return datamodule
+
 
 def find_checkpoint(path: str | Path) -> Path:
     """The checkpoint a run dir stands for: its best one (as metrics.json names it), else last.ckpt."""
