@@ -288,3 +288,23 @@ def test_ddp_on_two_cpu_processes_writes_one_run_dir_with_exact_test_metrics(tmp
     (single,) = trainer.test(module, datamodule=datamodule, verbose=False)
     assert single["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
     assert single["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-6)
+
+
+def test_last_means_the_newest_run_of_the_same_config(tmp_path):
+    def fake_run(name: str, overrides: list[str]) -> Path:
+        run = tmp_path / "outputs" / name
+        (run / "checkpoints").mkdir(parents=True)
+        (run / ".hydra").mkdir()
+        OmegaConf.save(compose_config([*overrides, f"paths.output_dir={run}"]), run / ".hydra" / "config.yaml")
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+        return run / "checkpoints" / "last.ckpt"
+
+    older = fake_run("older", ["activation=relu"])
+    newer = fake_run("newer", ["activation=relu", "threads=1"])  # threads and paths do not make another run
+    os.utime(older, (1, 1))
+    fake_run("other", ["activation=tanh"])
+    cfg = compose_config(["activation=relu", "ckpt_path=last", "paths.output_dir=new"])
+    assert resolve_checkpoint("last", cfg, tmp_path / "outputs", tmp_path / "outputs" / "new") == newer
+    cfg = compose_config(["activation=sigmoid", "paths.output_dir=new"])
+    with pytest.raises(ConfigError, match=r"ckpt_path=last found no earlier run of this config"):
+        resolve_checkpoint("last", cfg, tmp_path / "outputs", tmp_path / "outputs" / "new")

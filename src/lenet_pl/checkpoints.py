@@ -50,7 +50,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 # Keys that may differ between a run and the run it resumes: where things are, and what to resume from.
-_NOT_PART_OF_THE_RUN = ("ckpt_path", "paths", "hydra", "trainer.enable_progress_bar")
+_NOT_PART_OF_THE_RUN = ("ckpt_path", "paths", "hydra", "threads", "trainer.enable_progress_bar")
 
 
 def _run_identity(cfg: DictConfig) -> dict[str, Any]:
