@@ -66,7 +66,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     output_dir = Path(cfg.paths.output_dir)
     datamodule, module, trainer = build(cfg)
-    net = module.net
     # Resolve and check the checkpoint before anything is trained: a wrong path or a checkpoint of
     # another model fails here, in one paragraph, instead of deep inside Lightning.
     ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), cfg, cfg.paths.output_root, output_dir)
@@ -79,7 +78,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ckpt_path = adopt_checkpoint(checkpoint, ckpt_path, output_dir / "checkpoints")
 
     if trainer.is_global_zero:
-        log.info("LeNet-5 layers:\n%s", format_layer_table(layer_table(net)))
+        log.info("LeNet-5 layers:\n%s", format_layer_table(layer_table(module.net)))
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start
