@@ -1,5 +1,6 @@
 """Shared test helpers: small IDX data sets written by the tests, real MNIST from ../shared, the CLI."""
 
+import json
 import os
 import shutil
 import struct
@@ -93,6 +94,21 @@ def run_cli(module: str, *args: str, cwd: Path, env: dict[str, str] | None = Non
         text=True,
         timeout=timeout,
     )
+
+
+def train_to_metrics(data_root: Path, run_dir: Path, *overrides: str, timeout: int) -> dict:
+    """Train a whole preset on `data_root` as a user would (no progress bar) and return its metrics.json metrics."""
+    result = run_cli(
+        "lenet_pl.train",
+        *overrides,
+        f"data.root={data_root}",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+        cwd=REPO,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return json.loads((run_dir / "metrics.json").read_text())["metrics"]
 
 
 def tiny_args(data_root: Path, run_dir: Path, *overrides: str) -> list[str]:

@@ -1,6 +1,5 @@
 """The faithful 1998 LeNet-5 (experiment=lenet1998): its parts, counts, optimiser, schedule, distortions, training."""
 
-import json
 import math
 from types import SimpleNamespace
 
@@ -12,7 +11,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, train_to_metrics
 from lenet_pl.augment import RandomAffineDistortion
 from lenet_pl.config import compose_config
 from lenet_pl.errors import ConfigError, user_message
@@ -315,18 +314,8 @@ def test_a_few_hundred_sdlm_steps_on_real_mnist_train_lenet1998(real_mnist_root)
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("augment", "max_error"), [("none", 0.010), ("distortions", 0.0085)])
-def test_lenet1998_reaches_the_papers_test_error_after_20_passes(tmp_path, augment, max_error):
-    result = run_cli(
-        "lenet_pl.train",
-        "experiment=lenet1998",
-        f"data.augment={augment}",
-        f"paths.output_root={tmp_path}",
-        "trainer.enable_progress_bar=false",
-        cwd=REPO,
-        timeout=6 * 3600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (metrics_file,) = tmp_path.rglob("metrics.json")
-    metrics = json.loads(metrics_file.read_text())["metrics"]
+def test_lenet1998_reaches_the_papers_test_error_after_20_passes(real_mnist_root, tmp_path, augment, max_error):
+    overrides = ("experiment=lenet1998", f"data.augment={augment}")
+    metrics = train_to_metrics(real_mnist_root, tmp_path / "run", *overrides, timeout=6 * 3600)
     assert metrics["epochs"] == 20
     assert 1 - metrics["test/acc"] <= max_error
