@@ -142,18 +142,36 @@ def test_a_kill_while_saving_leaves_the_previous_last_checkpoint_whole(tmp_path,
     assert checkpoint["epoch"] == 0
 
 
-def test_diverging_run_stops_at_once_names_the_step_and_saves_nothing(tmp_path, data_root):
+def diverging_run(tmp_path: Path, data_root: Path, *overrides: str) -> tuple[int, str, Path]:
     run = tmp_path / "run"
-    result = run_cli("lenet_pl.train", *tiny_args(data_root, run, "optimizer.lr=1e4", "threads=1"), cwd=tmp_path)
-    assert result.returncode == 1
+    tmp_path.mkdir(exist_ok=True)
+    result = run_cli(
+        "lenet_pl.train", *tiny_args(data_root, run, "optimizer.lr=1e4", "threads=1", *overrides), cwd=tmp_path
+    )
     output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
     assert "error: Training diverged at step" in output and "Traceback" not in output
-    step = int(output.split("Training diverged at step ")[1].split()[0])
+    return int(output.split("Training diverged at step ")[1].split()[0]), output, run
+
+
+def test_diverging_run_stops_at_once_names_the_step_and_saves_nothing(tmp_path, data_root):
+    step, output, run = diverging_run(tmp_path, data_root)
     assert step < 60  # within the first epoch, not at its end
     assert "learning rate 10000.0" in output
     failure = json.loads((run / "failure.json").read_text())
     assert failure["error"] == "TrainingDiverged"
     assert not list(run.glob("checkpoints/*.ckpt"))  # diverged before the first validation: nothing saved
+
+
+def test_guard_checking_on_the_device_names_the_same_first_bad_step_and_saves_nothing(tmp_path, data_root):
+    # The GPU way (no host sync per step), run on the CPU: the host reads the device's record only
+    # at the epoch's end, yet the error names the first bad step and no checkpoint is written.
+    step, _, _ = diverging_run(tmp_path / "now", data_root)
+    deferred = ["+callbacks.divergence_guard.deferred=true", "callbacks.divergence_guard.sync_every_n_steps=1000"]
+    deferred_step, output, run = diverging_run(tmp_path / "deferred", data_root, *deferred)
+    assert deferred_step == step
+    assert "the training loss is" in output
+    assert not list(run.glob("checkpoints/*.ckpt"))
 
 
 def test_guard_refuses_to_save_non_finite_weights_but_not_metric_states():
