@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import run_cli, tiny_args, write_dataset
-from lenet_pl.checkpoints import check_compatible, load_checkpoint, resolve_checkpoint
+from lenet_pl.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
 from lenet_pl.config import compose_config, unique_dir
 from lenet_pl.divergence import DivergenceGuard, TrainingDiverged
 from lenet_pl.errors import ConfigError
@@ -306,6 +306,30 @@ def test_ddp_on_two_cpu_processes_writes_one_run_dir_with_exact_test_metrics(tmp
     (single,) = trainer.test(module, datamodule=datamodule, verbose=False)
     assert single["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
     assert single["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-6)
+
+
+def test_ddp_run_resumes_under_ddp_into_a_new_run_dir_and_leaves_the_old_one_alone(tmp_path, data_root):
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "threads=1"]
+    first, resumed = tmp_path / "first", tmp_path / "resumed"
+    result = run_cli("lenet_pl.train", *tiny_args(data_root, first, *ddp, "trainer.max_epochs=1"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    before = {p.name: p.read_bytes() for p in (first / "checkpoints").glob("*.ckpt")}
+    assert "last.ckpt" in before
+
+    result = run_cli(
+        "lenet_pl.train", *tiny_args(data_root, resumed, *ddp, f"ckpt_path={first}"), cwd=tmp_path, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert metrics_of(resumed)["global_step"] == 2 * 30  # epoch 0 from the checkpoint, epoch 1 trained here
+    assert metrics_of(resumed)["epochs"] == 2
+    assert {p.name: p.read_bytes() for p in (first / "checkpoints").glob("*.ckpt")} == before
+    assert load_checkpoint(resumed / "checkpoints" / "last.ckpt")["epoch"] == 1
+
+    # The other DDP processes of a node only learn where the copy is: nothing is written twice.
+    checkpoint = load_checkpoint(first / "checkpoints" / "last.ckpt")
+    target = tmp_path / "other_rank" / "checkpoints"
+    copy = adopt_checkpoint(checkpoint, first / "checkpoints" / "last.ckpt", target, copy_files=False)
+    assert copy == target.resolve() / "last.ckpt" and not target.exists()
 
 
 def test_last_means_the_newest_run_of_the_same_config(tmp_path):

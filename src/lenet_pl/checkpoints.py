@@ -157,11 +157,15 @@ def _rebase(value: Any, old: str, new: str) -> Any:
     return value
 
 
-def adopt_checkpoint(checkpoint: dict[str, Any], path: str | Path, checkpoint_dir: str | Path) -> Path:
+def adopt_checkpoint(
+    checkpoint: dict[str, Any], path: str | Path, checkpoint_dir: str | Path, copy_files: bool = True
+) -> Path:
     """Copy the checkpoints of the run `path` belongs to into `checkpoint_dir`; return the copy of `path` to resume.
 
     Only ModelCheckpoint states whose dirpath is `path`'s folder are rebased; a checkpoint from
-    elsewhere (no such state) is resumed where it is.
+    elsewhere (no such state) is resumed where it is. With `copy_files=False` (the other DDP
+    processes of a node, whose first process copies before it starts them) only the path of the
+    copy is returned.
     """
     old_dir = str(Path(path).resolve().parent)
     new_dir = Path(checkpoint_dir).resolve()
@@ -169,12 +173,14 @@ def adopt_checkpoint(checkpoint: dict[str, Any], path: str | Path, checkpoint_di
     states = [s for s in states if s["dirpath"] and str(Path(s["dirpath"]).resolve()) == old_dir]
     if not states or new_dir == Path(old_dir):
         return Path(path)
+    resumed = new_dir / Path(path).name
+    if not copy_files:
+        return resumed
     new_dir.mkdir(parents=True, exist_ok=True)
     for ckpt in Path(old_dir).glob("*.ckpt"):
         shutil.copy2(ckpt, new_dir / ckpt.name)
     for state in states:
         state.update(_rebase({k: v for k, v in state.items() if k != "dirpath"}, old_dir, str(new_dir)))
         state["dirpath"] = str(new_dir)
-    resumed = new_dir / Path(path).name
     AtomicCheckpointIO().save_checkpoint(checkpoint, resumed)  # a kill here leaves the plain copy, which resumes too
     return resumed

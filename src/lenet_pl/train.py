@@ -75,7 +75,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info(
             "Resuming from %s (epoch %s, step %s)", ckpt_path, checkpoint.get("epoch"), checkpoint.get("global_step")
         )
-        ckpt_path = adopt_checkpoint(checkpoint, ckpt_path, output_dir / "checkpoints")
+        # Under DDP every process runs this; the first of each node copies (before `fit` starts the others).
+        ckpt_path = adopt_checkpoint(
+            checkpoint, ckpt_path, output_dir / "checkpoints", copy_files=trainer.local_rank == 0
+        )
 
     if trainer.is_global_zero:
         log.info("LeNet-5 layers:\n%s", format_layer_table(layer_table(module.net)))
