@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 
 from lenet_pl import bench
 from lenet_pl.config import compose_config
@@ -243,3 +244,38 @@ def test_training_logs_step_loss_only_when_the_loggers_write(synthetic_root, tmp
     assert step_rows == [2, 5, 8, 11, 14, 17]  # the steps whose count is a multiple of 3
     epoch_rows = [r for r in table if r["train/loss_epoch"]]
     assert len(epoch_rows) == 2 and all(0 < float(r["train/acc"]) <= 1 for r in epoch_rows)
+
+
+def test_epoch_train_loss_and_accuracy_are_exact_means_over_every_training_sample(synthetic_root, tmp_path):
+    """The running sums give the same numbers as evaluating every training image (a partial last batch included)."""
+    overrides = [*tiny_overrides(synthetic_root), "data.batch_size=64", "trainer.max_epochs=1", "optimizer.lr=1e-12"]
+    overrides += ["logger=none", "callbacks=none", "trainer.enable_progress_bar=false", "trainer.limit_val_batches=0"]
+    datamodule, module, trainer = build(compose_config([*overrides, f"paths.output_dir={tmp_path}"]))
+    trainer.fit(module, datamodule=datamodule)
+    images, labels = datamodule.splits["train"]
+    assert len(labels) % 64  # the last batch is a partial one, so a plain mean of batch means would differ
+    with torch.no_grad():  # lr 1e-12: the weights are those every step saw
+        outputs = module(datamodule.preprocess(images))
+    expected_acc = (outputs.argmax(dim=1) == labels).float().mean().item()
+    expected_loss = torch.nn.functional.cross_entropy(outputs, labels).item()
+    assert 0.05 < expected_acc < 0.95  # an untrained net: neither trivially 0 nor 1
+    assert float(trainer.callback_metrics["train/acc"]) == pytest.approx(expected_acc, abs=1e-6)
+    assert float(trainer.callback_metrics["train/loss_epoch"]) == pytest.approx(expected_loss, rel=1e-5)
+    assert module.train_seen == 0 and module.train_correct.item() == 0  # reset for the next epoch
+
+
+@pytest.mark.parametrize(
+    ("overrides", "bar"),
+    [
+        ([], "TQDMProgressBar"),  # redrawn every 10 steps: Lightning's default rich bar costs ~0.8 ms a step
+        (["callbacks=[default,rich_progress_bar]"], "RichProgressBar"),
+        (["trainer.enable_progress_bar=false"], None),
+        (["callbacks=[default,rich_progress_bar]", "trainer.enable_progress_bar=false"], None),
+    ],
+)
+def test_progress_bar_is_a_tqdm_bar_redrawn_every_10_steps_or_the_chosen_one_or_none(tmp_path, overrides, bar):
+    _, _, trainer = build(compose_config([*overrides, f"paths.output_dir={tmp_path}"]))
+    bars = [type(c).__name__ for c in trainer.callbacks if isinstance(c, ProgressBar)]
+    assert bars == ([bar] if bar else [])
+    if bar == "TQDMProgressBar":
+        assert trainer.progress_bar_callback.refresh_rate == 10

@@ -307,8 +307,9 @@ def test_a_few_hundred_sdlm_steps_on_real_mnist_train_lenet1998(real_mnist_root)
     trainer.fit(module, datamodule=data)
     loss_after, acc_after = evaluate()
     assert acc_before < 0.3
-    assert loss_after < 0.35 * loss_before  # measured: 83.9 -> 17.7 in 200 steps of 16
-    assert acc_after > 0.75  # measured: 84.8% on 1,000 test digits
+    # The preset's lr (4 x 16 x 5e-4) is slow to start and ends best (conf/experiment/lenet1998.yaml).
+    assert loss_after < 0.6 * loss_before  # measured: 83.9 -> 43.0 in 200 steps of 16
+    assert acc_after > 0.55  # measured: 66.9% on 1,000 test digits (from 10.4%)
     h = trainer.optimizers[0].state[module.net.F6[0].weight]["hessian_diagonal"]
     assert h.shape == (84, 120) and (h >= 0).all() and h.mean() > 0
 

@@ -86,8 +86,10 @@ class SampleInputs(L.Callback):
         self.done = False
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if self.done:
+            return
         writer = _writer(trainer)
-        if self.done or writer is None:
+        if writer is None:
             return
         images = batch[0][: self.count].detach().float().cpu()
         writer.add_image("inputs/train_samples", make_grid(images, nrow=8, normalize=True, pad_value=1), 0)

@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -57,6 +57,8 @@ def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTD
     all_callbacks = [instantiate(c) for c in cfg.callbacks.values()] + list(callbacks)
     if not loggers:  # logger=none: LearningRateMonitor refuses to run without a logger, and has nothing to do
         all_callbacks = [c for c in all_callbacks if not isinstance(c, LearningRateMonitor)]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback with the bar off
+        all_callbacks = [c for c in all_callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=all_callbacks)
     return datamodule, module, trainer
 
