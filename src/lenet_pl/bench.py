@@ -44,7 +44,7 @@ from torchvision import transforms
 from lenet_pl.config import compose_config
 from lenet_pl.data import MNISTDataModule, resolve_device
 from lenet_pl.errors import UserError, user_message
-from lenet_pl.train import build
+from lenet_pl.train import build, configure_process
 
 PIPELINES = ("plain", "lightning", "naive")
 
@@ -349,8 +349,7 @@ def training_device(cfg: DictConfig) -> torch.device:
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lenet_bench_") as output:
         cfg = compose_config([*args.overrides, f"paths.output_dir={output}"])
-        if cfg.get("threads"):
-            torch.set_num_threads(cfg.threads)
+        configure_process(cfg)  # threads and malloc as the Lightning runs have them, for (a) and (c) too
         datamodule: MNISTDataModule = instantiate(cfg.data)  # as the Lightning runs make it, for (a) and (c)
         datamodule.prepare_data()
         datamodule.setup("fit")

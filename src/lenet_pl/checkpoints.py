@@ -49,8 +49,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             tmp.unlink(missing_ok=True)
 
 
-# Keys that may differ between a run and the run it resumes: where things are, and what to resume from.
-_NOT_PART_OF_THE_RUN = ("ckpt_path", "paths", "hydra", "threads", "trainer.enable_progress_bar")
+# Keys that may differ between a run and the run it resumes: where things are, how fast it runs, what to resume from.
+_NOT_PART_OF_THE_RUN = ("ckpt_path", "paths", "hydra", "threads", "keep_freed_memory", "trainer.enable_progress_bar")
 
 
 def _run_identity(cfg: DictConfig) -> dict[str, Any]:

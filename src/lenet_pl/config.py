@@ -78,6 +78,7 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ),
     ("seed", _is_int, "the seed must be a whole number"),
     ("threads", lambda v: v is None or (_is_int(v) and v >= 1), "give a whole number of threads >= 1, or null"),
+    ("keep_freed_memory", lambda v: isinstance(v, bool), "give true or false"),
     ("data.batch_size", lambda v: _is_int(v) and v >= 1, "it must be a whole number of at least 1"),
     ("data.eval_batch_size", lambda v: _is_int(v) and v >= 1, "it must be a whole number of at least 1"),
     ("data.image_size", _is_int, "it must be a whole number of pixels"),

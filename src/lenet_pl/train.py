@@ -5,6 +5,7 @@ python -m lenet_pl.train experiment=modern                # ReLU, max-pooling, A
 python -m lenet_pl.train -m activation=tanh,relu pooling=avg,max
 """
 
+import ctypes
 import json
 import logging
 import sys
@@ -35,10 +36,35 @@ from lenet_pl.module import LeNetModule
 log = logging.getLogger("lenet_pl")
 
 
-def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTDataModule, LeNetModule, L.Trainer]:
-    """The data module, LightningModule and Trainer of the run `cfg` describes (train and bench share this)."""
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory in the process; False where it is not glibc.
+
+    A LeNet step allocates and frees activations of a few MB. By default glibc serves blocks that
+    large with mmap and hands them back to the OS when freed, or trims the heap top, so the next
+    step faults every page in again: thousands of page faults a step, up to 20% of a CPU step at
+    batch 256 (BENCHMARKS.md). Raising both thresholds keeps the memory for reuse; the peak is the same.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    # 32 MiB is the largest mmap threshold glibc accepts on 64-bit; trim only past 1 GiB of free heap.
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
+def configure_process(cfg: DictConfig) -> None:
+    """Threads and allocator of this process, as `cfg` asks (training and the benchmark's loops alike)."""
     if cfg.get("threads"):  # intra-op threads; sweeps running jobs side by side give each a share of the cores
         torch.set_num_threads(cfg.threads)
+    if cfg.get("keep_freed_memory", True):
+        keep_freed_memory()
+
+
+def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTDataModule, LeNetModule, L.Trainer]:
+    """The data module, LightningModule and Trainer of the run `cfg` describes (train and bench share this)."""
+    configure_process(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     scheduler = cfg.scheduler.get("scheduler")
