@@ -41,7 +41,7 @@ def keep_freed_memory() -> bool:
 
     A LeNet step allocates and frees activations of a few MB. By default glibc serves blocks that
     large with mmap and hands them back to the OS when freed, or trims the heap top, so the next
-    step faults every page in again: thousands of page faults a step, up to 20% of a CPU step at
+    step faults every page in again: thousands of page faults a step, up to a third of a CPU step at
     batch 256 (BENCHMARKS.md). Raising both thresholds keeps the memory for reuse; the peak is the same.
     """
     try:
