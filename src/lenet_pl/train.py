@@ -47,7 +47,7 @@ def keep_freed_memory() -> bool:
     try:
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
+    except (OSError, AttributeError, TypeError):  # no C library to ask (Windows) or no mallopt (macOS)
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
     # 32 MiB is the largest mmap threshold glibc accepts on 64-bit; trim only past 1 GiB of free heap.
