@@ -1,5 +1,6 @@
 """The faithful 1998 LeNet-5 (experiment=lenet1998): its parts, counts, optimiser, schedule, distortions, training."""
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
-from conftest import REPO, run_cli, train_to_metrics
+from conftest import REPO, run_cli
 from lenet_pl.augment import RandomAffineDistortion
 from lenet_pl.config import compose_config
 from lenet_pl.errors import ConfigError, user_message
@@ -317,7 +318,25 @@ def test_a_few_hundred_sdlm_steps_on_real_mnist_train_lenet1998(real_mnist_root)
 @pytest.mark.slow
 @pytest.mark.parametrize(("augment", "max_error"), [("none", 0.010), ("distortions", 0.0085)])
 def test_lenet1998_reaches_the_papers_test_error_after_20_passes(real_mnist_root, tmp_path, augment, max_error):
-    overrides = ("experiment=lenet1998", f"data.augment={augment}")
-    metrics = train_to_metrics(real_mnist_root, tmp_path / "run", *overrides, timeout=6 * 3600)
-    assert metrics["epochs"] == 20
-    assert 1 - metrics["test/acc"] <= max_error
+    # The issue's target is the mean over 3 seeds (one run at the limit can land either side of it):
+    # seeds 0, 1, 2 as a sweep on the joblib launcher, one thread per job.
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "lenet_pl.train",
+        "-m",
+        "experiment=lenet1998",
+        f"data.augment={augment}",
+        "seed=0,1,2",
+        "threads=1",
+        "hydra/launcher=joblib",
+        f"data.root={real_mnist_root}",
+        "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=REPO,
+        timeout=6 * 3600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    runs = [json.loads(p.read_text())["metrics"] for p in sweep.glob("*/metrics.json")]
+    assert len(runs) == 3 and all(m["epochs"] == 20 for m in runs)
+    errors = [1 - m["test/acc"] for m in runs]
+    assert sum(errors) / 3 <= max_error, errors
