@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from lenet_pl import CONFIG_DIR
 from lenet_pl.config import compose_config, validate
 from lenet_pl.errors import UserError
+from lenet_pl.module import make_scheduler
 
 GROUPS = ("activation", "pooling", "loss", "optimizer", "scheduler", "model", "data", "experiment")
 # Values users type, good and bad: numbers out of range, wrong types, nulls.
@@ -51,10 +52,7 @@ def build(args: list[str]) -> torch.Tensor:
     net = instantiate(cfg.model)
     optimizer = instantiate(cfg.optimizer)(net.parameters())
     if cfg.scheduler.get("scheduler"):
-        schedule = instantiate(cfg.scheduler.scheduler)
-        # A schedule sized by the run (total_steps: null) gets its length from the trainer in LeNetModule.
-        sized = schedule.keywords.get("total_steps", 0) is None
-        schedule(optimizer, **({"total_steps": 100} if sized else {}))
+        make_scheduler(instantiate(cfg.scheduler.scheduler), optimizer, total_steps=100)
     x = torch.zeros(2, *net.input_shape)
     out = net(x)
     loss = instantiate(cfg.loss)(out, torch.zeros(2, dtype=torch.long))

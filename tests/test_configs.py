@@ -7,6 +7,7 @@ from omegaconf import OmegaConf
 from lenet_pl import CONFIG_DIR
 from lenet_pl.config import compose_config, run_hparams, validate
 from lenet_pl.errors import ConfigError
+from lenet_pl.module import make_scheduler
 
 # Groups whose options are whole configs of the run, each composed on its own below.
 SWAPPABLE = (
@@ -49,9 +50,7 @@ def test_every_preset_builds_its_model_loss_optimizer_and_data_module(experiment
     assert optimizer.param_groups[0]["lr"] == pytest.approx(cfg.optimizer.lr)
     scheduler = cfg.scheduler.get("scheduler")
     if scheduler:
-        schedule = instantiate(scheduler)
-        sized = schedule.keywords.get("total_steps", 0) is None  # sized by the trainer in LeNetModule
-        schedule(optimizer, **({"total_steps": 100} if sized else {}))
+        make_scheduler(instantiate(scheduler), optimizer, total_steps=100)
     assert callable(instantiate(cfg.loss))
 
 

@@ -44,6 +44,7 @@ from torchvision import transforms
 from lenet_pl.config import compose_config
 from lenet_pl.data import MNISTDataModule, resolve_device
 from lenet_pl.errors import UserError, user_message
+from lenet_pl.module import make_scheduler
 from lenet_pl.train import build, configure_process
 
 PIPELINES = ("plain", "lightning", "naive")
@@ -96,9 +97,8 @@ class _Reference:
         self.optimizer = instantiate(cfg.optimizer)(self.net.parameters())
         self.scheduler = None
         if cfg.scheduler.get("scheduler") and cfg.scheduler.get("interval") == "step":  # epoch ones: not in a run
-            factory = instantiate(cfg.scheduler.scheduler)
-            sized = factory.keywords.get("total_steps", 0) is None  # as LeNetModule sizes it: long enough
-            self.scheduler = factory(self.optimizer, **({"total_steps": 10**9} if sized else {}))
+            # A schedule sized by the run gets one longer than any benchmark.
+            self.scheduler = make_scheduler(instantiate(cfg.scheduler.scheduler), self.optimizer, 10**9)
         self.device = device
         precision = str(cfg.trainer.get("precision", "32-true"))
         fp16 = precision == "16-mixed" and device.type == "cuda"

@@ -12,6 +12,17 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 
+def make_scheduler(factory: Callable[..., LRScheduler], optimizer: Optimizer, total_steps: int | float) -> LRScheduler:
+    """Call a scheduler `factory` on `optimizer`; one sized by the run's length gets `total_steps`.
+
+    Such a schedule (OneCycleLR) leaves `total_steps: null` in its config, since its length is
+    only known once the run is set up.
+    """
+    if getattr(factory, "keywords", {}).get("total_steps", 0) is None:
+        return factory(optimizer, total_steps=total_steps)
+    return factory(optimizer)
+
+
 class LeNetModule(L.LightningModule):
     """Wraps any classifier `net` whose largest output is the predicted class.
 
@@ -131,12 +142,8 @@ class LeNetModule(L.LightningModule):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        if getattr(self.scheduler_factory, "keywords", {}).get("total_steps", 0) is None:
-            # A schedule sized by the run's length (OneCycleLR) leaves `total_steps: null` in its
-            # config; the trainer knows the number: epochs x batches per epoch.
-            scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
-        else:
-            scheduler = self.scheduler_factory(optimizer)
+        # The trainer knows a run's length: epochs x batches per epoch.
+        scheduler = make_scheduler(self.scheduler_factory, optimizer, self.trainer.estimated_stepping_batches)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
