@@ -66,9 +66,6 @@ class DivergenceGuard(L.Callback):
             return f"the training loss is {value}"
         return f"the training loss is {value:.4g}, above divergence_guard.max_loss={self.max_loss:g}"
 
-    def _is_bad(self, value: float) -> bool:
-        return not math.isfinite(value) or (self.max_loss is not None and value > self.max_loss)
-
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -78,16 +75,15 @@ class DivergenceGuard(L.Callback):
         if not isinstance(loss, torch.Tensor):
             return
         loss = loss.detach().float().max()
-        deferred = self.deferred if self.deferred is not None else loss.device.type != "cpu"
-        if not deferred:
-            value = loss.item()
-            if self._is_bad(value):
-                raise self._diverged(trainer, self._what(value))
-            return
-        # On the device, without waiting for it: keep the first bad step and its loss.
         bad = ~torch.isfinite(loss)
         if self.max_loss is not None:
             bad |= loss > self.max_loss
+        deferred = self.deferred if self.deferred is not None else loss.device.type != "cpu"
+        if not deferred:
+            if bad.item():
+                raise self._diverged(trainer, self._what(loss.item()))
+            return
+        # On the device, without waiting for it: keep the first bad step and its loss.
         if self._bad_step is None or self._bad_step.device != loss.device:
             self._bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
             self._bad_loss = torch.zeros((), device=loss.device)
