@@ -37,7 +37,8 @@ def test_bench_prints_well_formed_results(synthetic_root, tmp_path, capsys):
     # No loggers, image callbacks or progress bar: their start-up would dominate runs this short.
     overrides = [*tiny_overrides(synthetic_root), "logger=none", "callbacks=none", "trainer.enable_progress_bar=false"]
     tta = ["--tta", "experiment=fast", *(f"--tta={o}" for o in [*overrides, "trainer.max_epochs=2"])]
-    argv = ["--steps", "4", "--warmup", "1", "--repeats", "2", "--target", "0.5", *tta, "--json", str(json_path)]
+    argv = ["--steps", "4", "--warmup", "1", "--repeats", "2", "--paired-steps", "6", "--target", "0.5", *tta]
+    argv += ["--json", str(json_path)]
     assert bench.main([*argv, *overrides]) == 0
     fields = parse_report(capsys.readouterr().out)
 
@@ -52,6 +53,10 @@ def test_bench_prints_well_formed_results(synthetic_root, tmp_path, capsys):
     assert int(fields["model_params"]) == 61_706  # the default LeNet-5 (dense C3, 32x32 inputs)
     assert 0 < float(fields["peak_rss_mb.bench"]) < 4096
     assert 0 < float(fields["peak_rss_mb.training_run"]) < 4096
+    # 6 timed step pairs, in one block (the loggers' period, 50 steps, is longer than the run).
+    paired = fields["ratio.lightning/plain.paired"]
+    assert re.fullmatch(r"[\d.]+   \(median of 1 blocks of 6 step pairs: [\d.]+\)", paired), paired
+    assert float(paired.split()[0]) == pytest.approx(float(fields["ratio.lightning/plain.paired_all_steps"]), abs=1e-3)
 
     # The synthetic digits are easy: the fast preset passes 50% test accuracy within its 2 epochs.
     assert float(fields["time_to_accuracy.target"]) == 0.5
@@ -69,8 +74,17 @@ def test_bench_prints_well_formed_results(synthetic_root, tmp_path, capsys):
     assert medians["naive"] == pytest.approx(
         sorted(results["runs"]["naive"])[0] / 2 + sorted(results["runs"]["naive"])[1] / 2
     )
+    assert results["paired"]["steps"] == 6 and len(results["paired"]["block_ratios"]) == 1
+    assert 0 < results["paired"]["ratio_median"] < 10
     assert results["time_to_accuracy"]["overrides"][0] == "experiment=fast"
     assert results["machine"]["cores"] >= 1 and results["machine"]["torch"] == torch.__version__
+
+
+def test_paired_ratios_are_throughput_ratios_of_whole_blocks():
+    lightning = [2.0, 2.0, 1.0, 1.0, 4.0, 4.0, 9.0]
+    plain = [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 1.0]
+    assert bench.paired_ratios(lightning, plain, 2) == [0.5, 1.0, 0.5]  # the 7th pair makes no whole block
+    assert bench.paired_ratios(lightning, plain, 7) == [pytest.approx(9 / 23)]
 
 
 @pytest.mark.parametrize(

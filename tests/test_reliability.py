@@ -174,6 +174,17 @@ def test_guard_checking_on_the_device_names_the_same_first_bad_step_and_saves_no
     assert not list(run.glob("checkpoints/*.ckpt"))
 
 
+@pytest.mark.parametrize("max_loss", [1e4, None])
+def test_guard_judges_a_loss_the_same_read_on_the_host_or_kept_on_the_device(max_loss):
+    guard = DivergenceGuard(max_loss=max_loss)
+    values = [0.0, 2.3, 9999.0, 10001.0, 1e30, float("inf"), float("-inf"), float("nan")]
+    on_host = [guard._bad(v) for v in values]
+    on_device = guard._bad(torch.tensor(values)).tolist()
+    assert on_host == on_device
+    explodes = max_loss is not None
+    assert on_host == [False, False, False, explodes, explodes, True, True, True]
+
+
 def test_guard_refuses_to_save_non_finite_weights_but_not_metric_states():
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     cfg = compose_config([])

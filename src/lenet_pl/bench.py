@@ -9,7 +9,10 @@ In ONE process, on the same model, batch size, data and number of steps, it time
   (b) lightning: the project's training, built from the config as train.py builds it,
   (c) naive:     torchvision MNIST with per-sample ToTensor/Normalize through a DataLoader,
 repeating the three in turn (so that load on a shared machine hits all of them alike) and
-printing the median samples/s of each and the ratios (b)/(a) and (c)/(a). Then, in a child
+printing the median samples/s of each and the ratios (b)/(a) and (c)/(a). A shared machine's
+speed drifts by several percent between runs seconds apart, so (b)/(a) is measured a second
+way too: one fit in which every training step of (b) is followed by one step of (a), both
+timed, the ratio taken over blocks of consecutive pairs (`--paired-steps`). Then, in a child
 process, it fits the fastest preset (`experiment=fast`) and reports the seconds from the
 start of `fit` until the test accuracy first reaches the target, and the child's peak RSS.
 Results are printed as `key: value` lines (and written as JSON with --json).
@@ -104,11 +107,17 @@ class _Reference:
         fp16 = precision == "16-mixed" and device.type == "cuda"
         self.autocast_dtype = torch.float16 if fp16 else torch.bfloat16 if "mixed" in precision else None
         self.scaler = torch.amp.GradScaler(device.type) if fp16 else None
+        # The epoch's training loss and accuracy, kept the way the project keeps them (LeNetModule.training_step).
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
 
     def step(self, x: Tensor, y: Tensor) -> None:
         x = x.contiguous(memory_format=self.memory_format)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            loss = self.loss(self.net(x), y)
+            outputs = self.net(x)
+            loss = self.loss(outputs, y)
+        self.loss_sum.add_(loss.detach(), alpha=len(y))
+        self.correct.add_((outputs.detach().argmax(dim=1) == y).sum())
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:
             loss.backward()
@@ -121,12 +130,9 @@ class _Reference:
             self.scheduler.step()
 
 
-def time_plain(
-    cfg: DictConfig, datamodule: MNISTDataModule, device: torch.device, warmup: int, steps: int
-) -> tuple[float, float]:
-    """(a) (wall, CPU) seconds of a hand-written loop: shuffled indices into the in-memory uint8 tensors."""
+def _plain_batches(datamodule: MNISTDataModule, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+    """(a)'s batches, endlessly: shuffled indices into the in-memory uint8 tensors, preprocessed on `device`."""
     images, labels = datamodule.splits["train"]
-    ref = _Reference(cfg, device)
     batch_size = datamodule.batch_size
     generator = torch.Generator().manual_seed(0)
 
@@ -137,7 +143,14 @@ def time_plain(
             x, y = images[index].to(device, non_blocking=True), labels[index].to(device, non_blocking=True)
             yield datamodule.preprocess(x), y
 
-    return _timed_steps(_endless(epoch), ref.step, warmup, steps, device)
+    return _endless(epoch)
+
+
+def time_plain(
+    cfg: DictConfig, datamodule: MNISTDataModule, device: torch.device, warmup: int, steps: int
+) -> tuple[float, float]:
+    """(a) (wall, CPU) seconds of a hand-written loop: shuffled indices into the in-memory uint8 tensors."""
+    return _timed_steps(_plain_batches(datamodule, device), _Reference(cfg, device).step, warmup, steps, device)
 
 
 class _StepClock(L.Callback):
@@ -164,6 +177,18 @@ class _StepClock(L.Callback):
             self.end, self.cpu_end = time.perf_counter(), time.process_time()
 
 
+def _lightning_config(cfg: DictConfig, max_steps: int) -> DictConfig:
+    """`cfg` for a timed fit of `max_steps` steps: no validation and no checkpoints, so that it does (a)'s work."""
+    overrides = {"max_steps": max_steps, "max_epochs": -1, "limit_val_batches": 0, "num_sanity_val_steps": 0}
+    cfg = copy.deepcopy(cfg)  # the caller's config stays as it was
+    with _open(cfg):
+        cfg.trainer.update(overrides, enable_checkpointing=False)
+        for name, callback in list(cfg.callbacks.items()):
+            if str(callback.get("_target_", "")).endswith("ModelCheckpoint"):
+                del cfg.callbacks[name]
+    return cfg
+
+
 def time_lightning(cfg: DictConfig, warmup: int, steps: int) -> tuple[float, float]:
     """(b) (wall, CPU) seconds of the project's training: loggers, callbacks, metrics, progress bar as configured.
 
@@ -171,17 +196,58 @@ def time_lightning(cfg: DictConfig, warmup: int, steps: int) -> tuple[float, flo
     `warmup` steps, so the fixed cost of starting a fit (setup, first batch) is left out, and
     so is the checkpoint written when it ends (dropped: there is no validation to rank it by).
     """
-    overrides = {"max_steps": warmup + steps, "max_epochs": -1, "limit_val_batches": 0, "num_sanity_val_steps": 0}
-    cfg = copy.deepcopy(cfg)  # the caller's config stays as it was
-    with _open(cfg):
-        cfg.trainer.update(overrides, enable_checkpointing=False)
-        for name, callback in list(cfg.callbacks.items()):
-            if str(callback.get("_target_", "")).endswith("ModelCheckpoint"):
-                del cfg.callbacks[name]
     clock = _StepClock(warmup, steps)
-    datamodule, module, trainer = build(cfg, callbacks=[clock])
+    datamodule, module, trainer = build(_lightning_config(cfg, warmup + steps), callbacks=[clock])
     trainer.fit(module, datamodule=datamodule)
     return clock.end - clock.start, clock.cpu_end - clock.cpu_start
+
+
+class _PairedSteps(L.Callback):
+    """Runs one step of (a) after every step of the fit it is in, and times both.
+
+    A (b) step is the time from the end of one (a) step to the end of the next (b) step: all of
+    the fit's work for one batch, its callbacks and loggers included (this callback comes last).
+    """
+
+    def __init__(self, reference: _Reference, batches: Iterator[tuple[Tensor, Tensor]], warmup: int) -> None:
+        self.reference, self.batches, self.warmup = reference, batches, warmup
+        self.lightning: list[float] = []
+        self.plain: list[float] = []
+        self.mark = 0.0  # when the last (a) step ended
+        self.pairs = 0
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        _sync(pl_module.device)
+        start = time.perf_counter()
+        self.reference.step(*next(self.batches))
+        _sync(pl_module.device)
+        end = time.perf_counter()
+        if self.pairs > self.warmup:  # the first (b) step has no (a) step before it to time it from
+            self.lightning.append(start - self.mark)
+            self.plain.append(end - start)
+        self.mark = end
+        self.pairs += 1
+
+
+def time_paired(
+    cfg: DictConfig, datamodule: MNISTDataModule, device: torch.device, warmup: int, steps: int
+) -> tuple[list[float], list[float]]:
+    """Seconds of each of `steps` (b) steps and of the (a) step run right after it, in one fit."""
+    paired = _PairedSteps(_Reference(cfg, device), _plain_batches(datamodule, device), warmup)
+    # One step more than timed: a (b) step is timed from the (a) step before it.
+    fit_datamodule, module, trainer = build(_lightning_config(cfg, warmup + steps + 1), callbacks=[paired])
+    trainer.fit(module, datamodule=fit_datamodule)
+    return paired.lightning, paired.plain
+
+
+def paired_ratios(lightning: list[float], plain: list[float], block: int) -> list[float]:
+    """(b)/(a) throughput over each block of `block` consecutive step pairs (a last, shorter block is dropped)."""
+    return [
+        sum(plain[start : start + block]) / sum(lightning[start : start + block])
+        for start in range(0, len(lightning) - block + 1, block)
+    ]
 
 
 def time_naive(
@@ -368,6 +434,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "warmup": args.warmup,
             "repeats": args.repeats,
             "naive_workers": args.naive_workers,
+            "paired_steps": args.paired_steps,
         }
         runs: dict[str, list[float]] = {name: [] for name in PIPELINES}
         cpu_runs: dict[str, list[float]] = {name: [] for name in PIPELINES}
@@ -384,6 +451,18 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 runs[name].append(samples / wall)
                 cpu_runs[name].append(samples / cpu)
                 print(f"  repeat {repeat + 1}/{args.repeats} {name:<9} {runs[name][-1]:10.0f} samples/s", flush=True)
+        if args.paired_steps:
+            lightning, plain = time_paired(cfg, datamodule, device, args.warmup, args.paired_steps)
+            # Blocks as long as the loggers' period, so that each holds its share of the steps that log.
+            block = min(cfg.trainer.get("log_every_n_steps") or 50, len(lightning))
+            ratios = paired_ratios(lightning, plain, block)
+            results["paired"] = {
+                "steps": len(lightning),
+                "block": block,
+                "block_ratios": ratios,
+                "ratio_median": statistics.median(ratios),
+                "ratio_all_steps": sum(plain) / sum(lightning),
+            }
     results["samples_per_s"] = {name: statistics.median(values) for name, values in runs.items()}
     results["runs"] = runs
     # Samples per CPU-second of the process: less sensitive than wall time to other jobs on the machine.
@@ -415,6 +494,14 @@ def report(results: dict[str, Any]) -> str:
         lines.append(f"samples_per_cpu_s.{name}: {results['samples_per_cpu_s'][name]:.0f}")
     lines.append(f"ratio.lightning/plain: {results['ratio_lightning_to_plain']:.3f}")
     lines.append(f"ratio.naive/plain: {results['ratio_naive_to_plain']:.3f}")
+    paired = results.get("paired")
+    if paired:
+        blocks = " ".join(f"{r:.3f}" for r in paired["block_ratios"])
+        lines.append(
+            f"ratio.lightning/plain.paired: {paired['ratio_median']:.3f}   (median of {len(paired['block_ratios'])} "
+            f"blocks of {paired['block']} step pairs: {blocks})"
+        )
+        lines.append(f"ratio.lightning/plain.paired_all_steps: {paired['ratio_all_steps']:.3f}")
     lines.append(f"peak_rss_mb.bench: {results['peak_rss_mb']:.0f}")
     tta = results.get("time_to_accuracy")
     if tta:
@@ -441,6 +528,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="runs of each pipeline, interleaved (default 5)")
     parser.add_argument("--naive-workers", type=int, default=0, help="DataLoader workers of (c) (default 0)")
     parser.add_argument(
+        "--paired-steps",
+        type=int,
+        default=300,
+        help="steps of the paired measurement of (b)/(a), each (b) step followed by an (a) step; 0 skips it "
+        "(default 300)",
+    )
+    parser.add_argument(
         "--no-time-to-accuracy", dest="time_to_accuracy", action="store_false", help="skip the time-to-accuracy fit"
     )
     parser.add_argument("--target", type=float, default=0.99, help="test accuracy to reach (default 0.99)")
@@ -457,8 +551,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for key in ("steps", "repeats"):
         if getattr(args, key) < 1:
             parser.error(f"--{key}={getattr(args, key)} is not allowed: it must be at least 1.")
-    if args.warmup < 0 or args.naive_workers < 0:
-        parser.error("--warmup and --naive-workers must be 0 or more.")
+    if args.warmup < 0 or args.naive_workers < 0 or args.paired_steps < 0:
+        parser.error("--warmup, --naive-workers and --paired-steps must be 0 or more.")
     if not 0 < args.target <= 1:
         parser.error(f"--target={args.target} is not allowed: it must be a test accuracy in (0, 1].")
     if args.tta_overrides is None:
