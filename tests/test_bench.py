@@ -55,8 +55,9 @@ def test_bench_prints_well_formed_results(synthetic_root, tmp_path, capsys):
     assert 0 < float(fields["peak_rss_mb.training_run"]) < 4096
     # 6 timed step pairs, in one block (the loggers' period, 50 steps, is longer than the run).
     paired = fields["ratio.lightning/plain.paired"]
-    assert re.fullmatch(r"[\d.]+   \(median of 1 blocks of 6 step pairs: [\d.]+\)", paired), paired
+    assert re.fullmatch(r"[\d.]+   \(median of the 1 of 1 blocks of 6 step pairs where \(a\) ran fastest\)", paired)
     assert float(paired.split()[0]) == pytest.approx(float(fields["ratio.lightning/plain.paired_all_steps"]), abs=1e-3)
+    assert fields["ratio.lightning/plain.paired_all_blocks"].startswith(paired.split()[0])
 
     # The synthetic digits are easy: the fast preset passes 50% test accuracy within its 2 epochs.
     assert float(fields["time_to_accuracy.target"]) == 0.5
@@ -75,16 +76,22 @@ def test_bench_prints_well_formed_results(synthetic_root, tmp_path, capsys):
         sorted(results["runs"]["naive"])[0] / 2 + sorted(results["runs"]["naive"])[1] / 2
     )
     assert results["paired"]["steps"] == 6 and len(results["paired"]["block_ratios"]) == 1
-    assert 0 < results["paired"]["ratio_median"] < 10
+    assert 0 < results["paired"]["ratio"] < 10
     assert results["time_to_accuracy"]["overrides"][0] == "experiment=fast"
     assert results["machine"]["cores"] >= 1 and results["machine"]["torch"] == torch.__version__
 
 
-def test_paired_ratios_are_throughput_ratios_of_whole_blocks():
-    lightning = [2.0, 2.0, 1.0, 1.0, 4.0, 4.0, 9.0]
-    plain = [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 1.0]
-    assert bench.paired_ratios(lightning, plain, 2) == [0.5, 1.0, 0.5]  # the 7th pair makes no whole block
-    assert bench.paired_ratios(lightning, plain, 7) == [pytest.approx(9 / 23)]
+def test_paired_summary_takes_whole_blocks_and_reports_the_quieter_half():
+    # Blocks of 2 pairs; in blocks 1 and 3 a slow spell made (a) 2-3x slower, and the ratio went up.
+    plain = [1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 3.0, 3.0, 9.0]
+    lightning = [2.0, 2.0, 2.0, 2.0, 4.0, 4.0, 3.0, 3.0, 1.0]
+    summary = bench.paired_summary(lightning, plain, 2)
+    assert summary["block_ratios"] == [0.5, 1.0, 0.25, 1.0]  # the 9th pair makes no whole block
+    assert summary["block_step_seconds"][2] == [1.0, 4.0]
+    assert summary["quiet_blocks"] == 2 and summary["ratio"] == 0.375  # blocks 0 and 2: (a) fastest there
+    assert summary["ratio_all_blocks"] == 0.75
+    assert summary["ratio_all_steps"] == pytest.approx(23 / 23)
+    assert bench.paired_summary(lightning[:2], plain[:2], 2)["ratio"] == 0.5  # one block is its own quieter half
 
 
 @pytest.mark.parametrize(
