@@ -185,6 +185,15 @@ def test_guard_judges_a_loss_the_same_read_on_the_host_or_kept_on_the_device(max
     assert on_host == [False, False, False, explodes, explodes, True, True, True]
 
 
+@pytest.mark.parametrize("deferred", [False, True])
+def test_guard_judges_a_loss_per_sample_by_its_worst_value(deferred):
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    guard = DivergenceGuard(deferred=deferred, sync_every_n_steps=1)
+    guard.on_train_batch_end(trainer, None, {"loss": torch.tensor([0.3, 2.0])}, None, 0)  # fine: no error
+    with pytest.raises(TrainingDiverged, match=r"at step 0 .*the training loss is nan"):
+        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor([0.3, float("nan")])}, None, 0)
+
+
 def test_guard_refuses_to_save_non_finite_weights_but_not_metric_states():
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     cfg = compose_config([])

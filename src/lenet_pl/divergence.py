@@ -81,6 +81,9 @@ class DivergenceGuard(L.Callback):
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if not isinstance(loss, torch.Tensor):
             return
+        loss = loss.detach()
+        if loss.numel() != 1:  # a loss per sample: its worst value decides
+            loss = loss.float().max()
         deferred = self.deferred if self.deferred is not None else loss.device.type != "cpu"
         if not deferred:
             # One read and two float comparisons (~1 us); the same test as tensor operations costs ~15 us.
@@ -89,7 +92,7 @@ class DivergenceGuard(L.Callback):
                 raise self._diverged(trainer, self._what(value))
             return
         # On the device, without waiting for it: keep the first bad step and its loss.
-        loss = loss.detach().float()
+        loss = loss.float()
         if self._bad_step is None or self._bad_step.device != loss.device:
             self._bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
             self._bad_loss = torch.zeros((), device=loss.device)
