@@ -20,18 +20,17 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from lenet_pl import CONFIG_DIR
 from lenet_pl.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
-from lenet_pl.config import run_hparams, validate
+from lenet_pl.config import instantiate_node, run_hparams, validate
 from lenet_pl.data import MNISTDataModule
 from lenet_pl.errors import UserError, user_message
 from lenet_pl.model import format_layer_table, layer_table
-from lenet_pl.module import LeNetModule
+from lenet_pl.module import LeNetModule, check_model_fits_data
 
 log = logging.getLogger("lenet_pl")
 
@@ -66,26 +65,17 @@ def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTD
     """The data module, LightningModule and Trainer of the run `cfg` describes (train and bench share this)."""
     configure_process(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    scheduler = cfg.scheduler.get("scheduler")
-    module = LeNetModule(
-        net=instantiate(cfg.model),
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(scheduler) if scheduler else None,
-        scheduler_interval=cfg.scheduler.get("interval", "epoch"),
-        num_classes=cfg.model.num_classes,
-        compile=cfg.get("compile", False),
-        channels_last=cfg.get("channels_last", False),
-        config=OmegaConf.to_container(cfg, resolve=True),
-    )
-    loggers = [instantiate(c) for c in cfg.logger.values()]
-    all_callbacks = [instantiate(c) for c in cfg.callbacks.values()] + list(callbacks)
+    datamodule = instantiate_node(cfg, "data")
+    # Built from the resolved config alone, the way load_from_checkpoint rebuilds it from a checkpoint.
+    module = LeNetModule(config=OmegaConf.to_container(cfg, resolve=True))
+    check_model_fits_data(module, datamodule)
+    loggers = [instantiate_node(cfg, f"logger.{name}") for name in cfg.logger]
+    all_callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks] + list(callbacks)
     if not loggers:  # logger=none: LearningRateMonitor refuses to run without a logger, and has nothing to do
         all_callbacks = [c for c in all_callbacks if not isinstance(c, LearningRateMonitor)]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback with the bar off
         all_callbacks = [c for c in all_callbacks if not isinstance(c, ProgressBar)]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=all_callbacks)
+    trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers, callbacks=all_callbacks)
     return datamodule, module, trainer
 
 
