@@ -1,5 +1,6 @@
 """The config layer: composing `conf/` outside a Hydra app, checking values, and naming what a run swapped."""
 
+import hashlib
 import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -7,7 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -44,8 +48,63 @@ def unique_subdir(parent: str, name: str) -> str:
     return Path(unique_dir(str(Path(parent) / name))).name
 
 
+def sweep_size(sweep_dir: str | Path, sweeper: Any = None) -> int | None:
+    """How many jobs a sweep launches: Optuna's n_trials, or the size of the grid its multirun.yaml
+    describes (which Hydra's basic sweeper writes before the first job starts); None if neither says."""
+    n_trials = OmegaConf.select(sweeper, "n_trials") if isinstance(sweeper, DictConfig) else None
+    if _is_int(n_trials):
+        return n_trials
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.is_file():
+        return None
+    saved = yaml.safe_load(path.read_text())["hydra"]  # plain YAML: interpolations stay text
+    params = [f"{key}={value}" for key, value in (saved["sweeper"].get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides(params + list(saved["overrides"]["task"]))
+    return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # anything the shell or Hydra's override grammar would read specially
+MAX_NAME = 200  # file names stop at 255 bytes
+
+
+def _safe(text: str) -> str:
+    return _UNSAFE.sub("_", text).strip("_")
+
+
+def job_name(num: int, overrides: list[str], exclude_keys: list[str], size: int | None) -> str:
+    """A sweep job's folder (and TensorBoard run) name: `07_activation-relu+loss-mse+seed-0`.
+
+    The job number is zero-padded to the sweep's size, so `ls` and TensorBoard list jobs in order
+    (3 digits when the size is unknown). Then what the job swapped, sorted by key, as `key-value`
+    joined by `+`: unlike Hydra's own `activation=relu,loss=mse`, the name can be passed on the
+    command line as it is (`ckpt_path=<sweep>/07_activation-relu+loss-mse+seed-0`), since neither
+    Hydra's override grammar nor the shell gives `-`, `+`, `.` or `_` a meaning there. Characters
+    that they would read specially (`[`, `,`, `$`, `{`, quotes, spaces, `/`) become `_`.
+    """
+    width = len(str(max(size - 1, 0))) if size else 3
+    items = []
+    for override in OverridesParser.create().parse_overrides([str(o) for o in overrides]):
+        if override.key_or_group in exclude_keys:
+            continue
+        key = _safe(override.key_or_group + (f"@{override.package}" if override.package else ""))
+        items.append((key, "deleted" if override.is_delete() else _safe(override.get_value_element_as_str())))
+    name = "+".join(f"{key}-{value}" for key, value in sorted(items))
+    if len(name) > MAX_NAME:  # still unique: a hash of the whole name ends it
+        name = f"{name[:MAX_NAME]}+{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return f"{num:0{width}d}" + (f"_{name}" if name else "")
+
+
+def sweep_job_name(num: int, *, _root_: DictConfig) -> str:
+    """`job_name` of the job `num` of the sweep the Hydra config `_root_` describes (a resolver)."""
+    hydra = _root_.hydra
+    exclude = OmegaConf.select(hydra, "job.config.override_dirname.exclude_keys", default=[]) or []
+    size = sweep_size(hydra.sweep.dir, hydra.get("sweeper"))
+    return job_name(int(num), list(hydra.overrides.task), list(exclude), size)
+
+
 OmegaConf.register_new_resolver("unique_dir", unique_dir, use_cache=True, replace=True)
 OmegaConf.register_new_resolver("unique_subdir", unique_subdir, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("sweep_job_name", sweep_job_name, replace=True)  # cannot cache: reads _root_
 
 
 def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:

@@ -111,7 +111,23 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
             f"{sweep_dir} holds no job dirs (sub-folders with .hydra/overrides.yaml). Give the dir of a "
             "multirun, e.g. outputs/multirun/<date>/<time>, not one of its jobs or its parent."
         )
+    single_runs = [job.path.name for job in jobs if _hydra_mode(job.path) == "RUN"]
+    if single_runs and not (sweep_dir / "multirun.yaml").is_file():
+        raise UserError(
+            f"{sweep_dir} is not a sweep: it holds single runs ({', '.join(sorted(single_runs)[:3])}"
+            f"{', ...' if len(single_runs) > 3 else ''}), each started without -m, not the jobs of one multirun, "
+            "so there are no axes to compare. Give the dir of a multirun, e.g. outputs/multirun/<date>/<time> "
+            "(`python -m lenet_pl.train -m ...` prints it), or compare single runs in TensorBoard."
+        )
     return sorted(jobs, key=lambda job: job.num)
+
+
+def _hydra_mode(job_dir: Path) -> str | None:
+    """RUN or MULTIRUN, as the job's .hydra/hydra.yaml records how it was started (None without the file)."""
+    path = job_dir / ".hydra" / "hydra.yaml"
+    if not path.is_file():
+        return None
+    return str((yaml.safe_load(path.read_text()) or {}).get("hydra", {}).get("mode") or "") or None
 
 
 def sweep_plan(sweep_dir: Path) -> tuple[int | None, list[dict[str, str]]]:
