@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lenet_pl import CONFIG_DIR
 from lenet_pl.errors import ConfigError, UserError
+from lenet_pl.outputs import created_dirs
 
 # The config groups a run swaps: they name runs and fill TensorBoard's hparams tab.
 AXES = ("experiment", "model", "activation", "pooling", "loss", "optimizer", "scheduler", "data")
@@ -37,6 +38,7 @@ def unique_dir(path: str) -> str:
     while True:
         try:
             candidate.mkdir(parents=True)
+            created_dirs.append(candidate)
             return str(candidate)
         except FileExistsError:
             n += 1
@@ -107,15 +109,37 @@ OmegaConf.register_new_resolver("unique_subdir", unique_subdir, use_cache=True, 
 OmegaConf.register_new_resolver("sweep_job_name", sweep_job_name, replace=True)  # cannot cache: reads _root_
 
 
+def user_config_dirs(args: list[str]) -> tuple[list[str], list[str]]:
+    """Split Hydra's `--config-dir DIR` (`-cd DIR`, `--config-dir=DIR`) off `args`: (overrides, dirs)."""
+    overrides, dirs, it = [], [], iter(args)
+    for arg in it:
+        if arg in ("--config-dir", "-cd"):
+            dirs.append(next(it, ""))
+        elif arg.startswith("--config-dir="):
+            dirs.append(arg.partition("=")[2])
+        else:
+            overrides.append(arg)
+    return overrides, dirs
+
+
 def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
     """The config `python -m lenet_pl.train <overrides>` would run with, minus Hydra's own section.
 
-    Hydra's composition errors (unknown group choice, malformed override) become ConfigErrors
-    carrying Hydra's own message, which lists the valid choices.
+    As with `python -m lenet_pl.train`, `--config-dir DIR` adds a folder of the user's own configs
+    (e.g. DIR/experiment/mine.yaml for `experiment=mine`) to Hydra's search path, ahead of ours;
+    so does the override `hydra.searchpath=[file:///abs/DIR]`. Hydra's composition errors (unknown
+    group choice, malformed override) become ConfigErrors carrying Hydra's own message, which
+    lists the valid choices.
     """
+    overrides, dirs = user_config_dirs(list(overrides or []))
+    for folder in dirs:
+        if not Path(folder).is_dir():
+            raise ConfigError(f"--config-dir {folder!r} is not a folder: give the folder that holds your own configs.")
+    if dirs:
+        overrides.append(f"hydra.searchpath=[{','.join(Path(d).resolve().as_uri() for d in dirs)}]")
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose(config_name=config_name, overrides=overrides or [])
+            return compose(config_name=config_name, overrides=overrides)
     except HydraException as err:
         raise ConfigError(str(err).strip()) from err
 
