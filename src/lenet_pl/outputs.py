@@ -109,6 +109,17 @@ def last_good_checkpoint(folders: Iterable[str | Path]) -> tuple[Path, int, int]
     return None
 
 
+def what_failed(err: OSError, folder: str | Path | None = None) -> tuple[str, str]:
+    """(the sentence saying which path could not be written and why, what the user can do about it)."""
+    problem = DISK_PROBLEMS.get(err.errno or 0, "it could not be written")
+    where = err.filename or (f"to {folder}" if folder else "the run's output folder")
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        room = "free some space, or set paths.output_root to a disk that has it"
+    else:
+        room = "make it writable, or set paths.output_root to a folder that is"
+    return f"Could not write {where}: {problem} ({err.strerror or err}).", room
+
+
 def output_error(
     err: OSError,
     run_dir: str | Path | None,
@@ -118,13 +129,7 @@ def output_error(
 ) -> OutputError:
     """One paragraph for a write that failed for want of disk: which path, why, the last good checkpoint
     (searched in `checkpoint_dirs`) and how to resume from it; `started=False` for a run that never began."""
-    problem = DISK_PROBLEMS.get(err.errno or 0, "it could not be written")
-    where = err.filename or (f"to {run_dir}" if run_dir else "the run's output folder")
-    message = f"Could not write {where}: {problem} ({err.strerror or err})."
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        room = "free some space, or set paths.output_root to a disk that has it"
-    else:
-        room = "make it writable, or set paths.output_root to a folder that is"
+    message, room = what_failed(err, run_dir)
     last = last_good_checkpoint(checkpoint_dirs)
     if not started:
         return OutputError(f"{message} Nothing was run: {room}, and run again.")

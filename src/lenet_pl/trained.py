@@ -25,6 +25,7 @@ from lenet_pl.config import compose_config
 from lenet_pl.data import MNISTDataModule
 from lenet_pl.errors import UserError, user_message
 from lenet_pl.module import LeNetModule
+from lenet_pl.outputs import disk_error, what_failed
 
 
 @dataclass
@@ -127,3 +128,13 @@ def command_line(config_name: str, job: Callable[[DictConfig], int], argv: list[
     except (HydraException, UserError) as err:
         print(f"error: {user_message(err)}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if (disk := disk_error(err)) is None:
+            raise
+        message, _ = what_failed(disk)
+        print(
+            f"error: {message} Free some space or make it writable, or have the command write elsewhere "
+            "(evaluate: output_dir=..., export: output=...), and run it again.",
+            file=sys.stderr,
+        )
+        return 1
