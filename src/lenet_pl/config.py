@@ -89,7 +89,9 @@ def job_name(num: int, overrides: list[str], exclude_keys: list[str], size: int 
         if override.key_or_group in exclude_keys:
             continue
         key = _safe(override.key_or_group + (f"@{override.package}" if override.package else ""))
-        items.append((key, "deleted" if override.is_delete() else _safe(override.get_value_element_as_str())))
+        typed = override.input_line.partition("=")[2] if override.input_line else ""  # 1e-3 as written, not 0.001
+        value = "deleted" if override.is_delete() else _safe(typed or override.get_value_element_as_str())
+        items.append((key, value))
     name = "+".join(f"{key}-{value}" for key, value in sorted(items))
     if len(name) > MAX_NAME:  # still unique: a hash of the whole name ends it
         name = f"{name[:MAX_NAME]}+{hashlib.sha1(name.encode()).hexdigest()[:8]}"
