@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lenet_pl import CONFIG_DIR
 from lenet_pl.errors import ConfigError, UserError
-from lenet_pl.outputs import created_dirs
+from lenet_pl.outputs import note_output_dir
 
 # The config groups a run swaps: they name runs and fill TensorBoard's hparams tab.
 AXES = ("experiment", "model", "activation", "pooling", "loss", "optimizer", "scheduler", "data")
@@ -38,7 +38,7 @@ def unique_dir(path: str) -> str:
     while True:
         try:
             candidate.mkdir(parents=True)
-            created_dirs.append(candidate)
+            note_output_dir(candidate, created=True)
             return str(candidate)
         except FileExistsError:
             n += 1

@@ -14,8 +14,11 @@ import shlex
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from lenet_pl.errors import OutputError
 
@@ -29,9 +32,37 @@ DISK_PROBLEMS = {
 }
 _WRITE_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the others can be reads too
 
-# Folders `unique_dir` created in this process for run and sweep dirs, so that a run that could not
-# even be set up (its dir or Hydra's files in it not writable) can be removed again.
+# The run (or sweep) dirs this process set up, newest last, and of those the ones it created, so that
+# a run that could not even be set up (its dir or Hydra's files in it not writable) is named, and removed.
+output_dirs: list[Path] = []
 created_dirs: list[Path] = []
+
+
+def note_output_dir(path: str | Path, created: bool) -> None:
+    output_dirs.append(Path(path))
+    if created:
+        created_dirs.append(Path(path))
+
+
+class NoteOutputDir(Callback):
+    """Hydra callback (conf/train.yaml): note the run or sweep dir before Hydra creates it and writes its
+    .hydra/ files there, which is where a full or read-only disk first shows."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._note(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._note(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _note(config: DictConfig, key: str) -> None:
+        try:
+            # Resolved once here (unique_dir caches it, and may create it); Hydra then creates the rest.
+            folder = Path(str(OmegaConf.select(config, key)))
+        except Exception:  # unique_dir could not create it: Hydra meets the same error next and it is reported
+            return
+        if folder not in output_dirs:
+            note_output_dir(folder, created=not folder.exists())
 
 
 def write_atomically(path: str | Path, data: bytes | memoryview) -> None:

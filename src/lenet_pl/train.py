@@ -34,7 +34,7 @@ from lenet_pl.data import MNISTDataModule
 from lenet_pl.errors import OutputError, UserError, user_message
 from lenet_pl.model import format_layer_table, layer_table
 from lenet_pl.module import LeNetModule, check_model_fits_data
-from lenet_pl.outputs import created_dirs, disk_error, output_error, remove_unstarted_dirs, write_atomically
+from lenet_pl.outputs import disk_error, output_dirs, output_error, remove_unstarted_dirs, write_atomically
 
 log = logging.getLogger("lenet_pl")
 
@@ -231,7 +231,7 @@ def _user_facing(err: BaseException) -> str | None:
     if isinstance(err, OutputError):
         return str(err)
     if (disk := disk_error(err)) is not None:  # before the run started: its dir, logs or .hydra files
-        folder = created_dirs[-1] if created_dirs else None
+        folder = output_dirs[-1] if output_dirs else None
         removed = remove_unstarted_dirs()
         message = str(output_error(disk, folder, started=False))
         if removed:
