@@ -225,8 +225,8 @@ def test_in_a_multirun_a_diverging_job_fails_and_the_others_finish(tmp_path, dat
         "lenet_pl.train", "-m", *args, "threads=1", "optimizer.lr=1e4,0.05", f"hydra.sweep.dir={sweep}", cwd=tmp_path
     )
     assert result.returncode != 0
-    (bad,) = sweep.glob("*optimizer.lr=10000.0*")
-    (good,) = sweep.glob("*optimizer.lr=0.05*")
+    (bad,) = sweep.glob("*optimizer.lr-10000.0*")
+    (good,) = sweep.glob("*optimizer.lr-0.05*")
     assert "Training diverged" in json.loads((bad / "failure.json").read_text())["message"]
     assert metrics_of(good)["test/acc"] > 0.5
     assert "Training diverged at step" in result.stdout + result.stderr
