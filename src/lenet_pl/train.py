@@ -25,13 +25,13 @@ from hydra.types import RunMode
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException
 
 from lenet_pl import CONFIG_DIR
 from lenet_pl.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
 from lenet_pl.config import instantiate_node, run_hparams, validate
 from lenet_pl.data import MNISTDataModule
-from lenet_pl.errors import OutputError, UserError, user_message
+from lenet_pl.errors import ConfigError, OutputError, UserError, user_message
 from lenet_pl.model import format_layer_table, layer_table
 from lenet_pl.module import LeNetModule, check_model_fits_data
 from lenet_pl.outputs import disk_error, output_dirs, output_error, remove_unstarted_dirs, write_atomically
@@ -146,7 +146,9 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as err:
         hydra_cfg = HydraConfig.get()
         output_dir = Path(hydra_cfg.runtime.output_dir)
-        if (disk := disk_error(err, output_dir)) is not None:
+        if isinstance(err, InterpolationResolutionError | MissingMandatoryValue):  # ${...} or ??? on the command line
+            err = ConfigError(" ".join(str(err).split()))
+        elif (disk := disk_error(err, output_dir)) is not None:
             resumed = resolve_checkpoint_quietly(cfg)
             err = output_error(
                 disk,
@@ -183,6 +185,9 @@ def record_failure(output_dir: Path, err: BaseException) -> None:
         log.warning("could not write %s: %s", output_dir / "failure.json", write_err.strerror)
 
 
+_OURS = "LENET_PL_SET_HYDRA_FULL_ERROR"
+
+
 def cli() -> None:
     """`python -m lenet_pl.train`: Hydra's app, with every user error reported as one paragraph, exit 1.
 
@@ -192,10 +197,11 @@ def cli() -> None:
     is printed as one paragraph; a bug still shows its traceback. HYDRA_FULL_ERROR=1 set by the
     user keeps Hydra's own behaviour: full tracebacks.
     """
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    if os.environ.get("HYDRA_FULL_ERROR") == "1" and not os.environ.get(_OURS):
         main()
         return
-    os.environ["HYDRA_FULL_ERROR"] = "1"
+    # Inherited by the processes a run starts (DDP re-runs this command), marked as ours, not the user's.
+    os.environ["HYDRA_FULL_ERROR"] = os.environ[_OURS] = "1"
     # A full disk also fails TensorBoard's writer thread and the train.log handler, which would each
     # print a traceback of their own; the run's own error (below) says what happened, once.
     threading.excepthook = _quiet_about_the_disk(threading.excepthook)
@@ -207,7 +213,7 @@ def cli() -> None:
         if message is None:
             raise
         sweep = "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]
-        if sweep:
+        if sweep and isinstance(err, UserError):  # raised by a job (composing the sweep raises Hydra's errors)
             message = f"a job of the sweep failed (the others ran; each failed job's dir holds failure.json): {message}"
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
