@@ -157,3 +157,29 @@ def gauss_newton_diagonal(net: nn.Module, loss: Loss, x: Tensor, y: Tensor) -> d
         elif index > 0:
             d2 = _backward(layer, inp, d2)
     return {p: h / len(y) for p, h in estimate.items()}
+
+
+def hessian_row_magnitude(
+    net: nn.Module, loss: Loss, x: Tensor, y: Tensor, probes: int = 4
+) -> dict[nn.Parameter, Tensor]:
+    """The mean over random +-1 vectors z of |(Hz)_k|, H the Hessian of loss(net(x), y): any model, any loss.
+
+    Not the paper's estimate: at least |H_kk| on average and at most the row sum sum_j |H_kj|, so it
+    also counts how strongly w_k interacts with the other weights (weights shared over many
+    positions, units that saturate). This project's SDLM used it before the paper's recursion was
+    written; it is kept as `callbacks.sdlm_curvature.estimate=hessian_row_magnitude` because, unlike
+    the paper's estimate, it trains the literal 1998 set-up at a step size near the paper's (README).
+    """
+    params = [p for p in net.parameters() if p.requires_grad]
+    with torch.enable_grad():
+        grads = torch.autograd.grad(loss(net(x), y), params, create_graph=True, allow_unused=True)
+        used = [(p, g) for p, g in zip(params, grads, strict=True) if g is not None and g.requires_grad]
+        estimate = {p: torch.zeros_like(p) for p in params}
+        for probe in range(probes):
+            zs = [torch.randint_like(p, 2).mul_(2).sub_(1) for p, _ in used]
+            hzs = torch.autograd.grad(
+                [g for _, g in used], [p for p, _ in used], grad_outputs=zs, retain_graph=probe < probes - 1
+            )
+            for (p, _), hz in zip(used, hzs, strict=True):
+                estimate[p].add_(hz.detach().abs(), alpha=1.0 / probes)
+    return estimate

@@ -317,7 +317,7 @@ class MNISTDataModule(L.LightningDataModule):
         return x.sub_(self.mean).div_(self.std)
 
     def eval_batches(self, split: str) -> Iterator[tuple[Tensor, Tensor]]:
-        """The whole `split` ("train", "val" or "test") in order, preprocessed without distortions, where the data lives."""
+        """All of `split` ("train", "val" or "test") in order, preprocessed without distortions, on its device."""
         for images, labels in self._batches(split, self.eval_batch_size):
             yield self.preprocess(images), labels
 

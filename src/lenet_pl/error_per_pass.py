@@ -26,7 +26,7 @@ COLUMNS = ("pass", "train_error", "test_error")
 
 
 class ErrorPerPass(L.Callback):
-    """After every pass, the error on the whole training set and the test set (no distortions); a CSV and a plot at the end.
+    """After every pass, the error on the whole training set and the test set; a CSV and a plot when fitting ends.
 
     Logs `per_pass/train_error` and `per_pass/test_error` (fractions) once per pass, and writes
     `error_per_pass.csv` and `error_per_pass.png` to `dirpath` when fitting ends. Needs the
@@ -76,7 +76,9 @@ class ErrorPerPass(L.Callback):
 
 
 def read_error_per_pass(path: Path) -> list[dict[str, float]]:
-    """The rows of an `error_per_pass.csv`."""
+    """The rows of an `error_per_pass.csv`; none where there is no such file."""
+    if not path.is_file():
+        return []
     with path.open() as file:
         return [{"pass": int(r["pass"]), **{k: float(r[k]) for k in COLUMNS[1:]}} for r in csv.DictReader(file)]
 
@@ -84,7 +86,7 @@ def read_error_per_pass(path: Path) -> list[dict[str, float]]:
 def plot_error_per_pass(
     runs: list[dict[str, float]] | dict[str, list[dict[str, float]]], path: Path, title: str | None = None
 ) -> None:
-    """Training and test error (percent) against the pass, one run or several (label -> rows), with the paper's end points."""
+    """Training and test error (%) per pass, of one run or several (label -> rows), with the paper's end points."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -19,12 +19,15 @@ Mini-batches. The paper updates after every sample, with the per-sample gradient
 samples gives one step with the batch-mean gradient, and h_kk (a per-sample second derivative)
 is the same either way, so to first order (the weights move little within B samples) one batch
 step of B x eta moves the weights as far as the paper's B single-sample steps of eta:
-sum_b eta g_b / (mu + h) = B eta mean_b(g_b) / (mu + h). Hence lr = B x eta, with no other factor
-(`experiment=lenet1998`: B = 16, eta = 5e-4 -> lr = 0.008).
+sum_b eta g_b / (mu + h) = B eta mean_b(g_b) / (mu + h). Hence lr = B x eta.
 
-An earlier version estimated h_kk as mean |(Hz)_k| from Hessian-vector products with random +-1
-vectors z. That is larger than the paper's estimate (it adds |H_kj| of the other weights), so
-its steps were smaller and the preset took 4 x B x eta to compensate; it is gone.
+What that gives in practice (README, "LeNet-5 as published"): with the paper's initialisation the
+paper's h_kk is far below mu for almost every weight, so the step is ~eta/mu x gradient, and at
+the paper's eta every unit saturates within 10 steps, per sample as well as in batches. The
+`lenet1998` preset therefore takes lr = B x eta / 64, the largest power-of-two fraction that
+trains. `SDLMCurvature(estimate="hessian_row_magnitude")`, mean |(Hz)_k| over random +-1 vectors z
+(Hessian-vector products), is larger where weights interact, which keeps larger steps stable: the
+project used it before, at 4 x B x eta.
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +39,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from lenet_pl.curvature import gauss_newton_diagonal
+from lenet_pl.curvature import gauss_newton_diagonal, hessian_row_magnitude
 from lenet_pl.errors import ConfigError
 
 
@@ -93,14 +96,29 @@ class SDLMCurvature(L.Callback):
 
     Args:
         samples: samples per estimate (the paper: 500).
+        estimate: "gauss_newton", the paper's (`lenet_pl.curvature.gauss_newton_diagonal`), or
+            "hessian_row_magnitude" (`lenet_pl.curvature.hessian_row_magnitude`, random probes).
+        probes: random vectors per batch, for "hessian_row_magnitude" only.
     """
 
-    def __init__(self, samples: int = 500) -> None:
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+    ESTIMATES = ("gauss_newton", "hessian_row_magnitude")
+
+    def __init__(self, samples: int = 500, estimate: str = "gauss_newton", probes: int = 4) -> None:
+        for key, value in (("samples", samples), ("probes", probes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"callbacks.sdlm_curvature.{key}={value!r} is not allowed: it must be a whole number of at least 1."
+                )
+        if estimate not in self.ESTIMATES:
             raise ConfigError(
-                f"callbacks.sdlm_curvature.samples={samples!r} is not allowed: it must be a whole number of at least 1."
+                f"callbacks.sdlm_curvature.estimate={estimate!r} is not known; choose one of {list(self.ESTIMATES)}."
             )
-        self.samples = samples
+        self.samples, self.estimate, self.probes = samples, estimate, probes
+
+    def _estimate(self, net: nn.Module, loss: Callable, x: Tensor, y: Tensor) -> dict[nn.Parameter, Tensor]:
+        if self.estimate == "gauss_newton":
+            return gauss_newton_diagonal(net, loss, x, y)
+        return hessian_row_magnitude(net, loss, x, y, self.probes)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         optimizers = [opt for opt in trainer.optimizers if isinstance(opt, SDLM)]
@@ -112,7 +130,7 @@ class SDLMCurvature(L.Callback):
         for batch in trainer.train_dataloader:  # a fresh pass over the same order as the coming epoch
             x, y = trainer.strategy.batch_to_device(batch)  # to the device, preprocessed as for training
             take = min(len(y), self.samples - seen)
-            for p, h in gauss_newton_diagonal(net, pl_module.loss, x[:take], y[:take]).items():
+            for p, h in self._estimate(net, pl_module.loss, x[:take], y[:take]).items():
                 total[p] = total[p] + h * take if p in total else h * take
             seen += take
             if seen >= self.samples:
