@@ -114,3 +114,29 @@ def plot_error_per_pass(
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Draw the error per pass of several runs in one figure (python -m lenet_pl.error_per_pass RUN_DIR...)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lenet_pl.error_per_pass", description=main.__doc__)
+    parser.add_argument("runs", type=Path, nargs="+", help="run dirs holding error_per_pass.csv")
+    parser.add_argument("--label", action="append", help="one label per run (default: the run dir's name)")
+    parser.add_argument("--title", help="the figure's title")
+    parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    args = parser.parse_args(argv)
+    labels = args.label or [run.name for run in args.runs]
+    if len(labels) != len(args.runs):
+        parser.error(f"{len(labels)} labels for {len(args.runs)} runs: give one --label per run, or none")
+    pairs = zip(labels, args.runs, strict=True)
+    runs = {label: read_error_per_pass(run / "error_per_pass.csv") for label, run in pairs}
+    if missing := [str(run) for run, rows in zip(args.runs, runs.values(), strict=True) if not rows]:
+        parser.error(f"no error_per_pass.csv in {', '.join(missing)} (runs of experiment=lenet1998 write one)")
+    plot_error_per_pass(runs, args.out, args.title)
+    print(f"Error per pass of {len(runs)} runs drawn in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
