@@ -103,7 +103,7 @@ def test_fashion_mnist_reads_its_own_folder(tmp_path):
         ({"batch_size": 0}, r"data.batch_size=0 is not allowed: it must be a whole number of at least 1"),
         ({"eval_batch_size": -5}, r"data.eval_batch_size=-5 is not allowed"),
         ({"val_size": 1.5}, r"data.val_size=1.5 is not allowed: .*strictly between 0 and 1"),
-        ({"val_size": 0}, r"data.val_size=0 is not allowed"),
+        ({"val_size": -1}, r"data.val_size=-1 is not allowed: .*0 for no validation split"),
         ({"dataset": "cifar"}, r"data.dataset='cifar' is not known; choose one of \['fashion_mnist', 'mnist'\]"),
         ({"image_size": 31}, r"data.image_size=31 is not allowed"),
         ({"std": 0.0}, r"data.std=0.0 is not allowed"),

@@ -275,7 +275,9 @@ class MNISTDataModule(L.LightningDataModule):
         dataset: "mnist" or "fashion_mnist".
         batch_size: training batch size.
         eval_batch_size: batch size for validation and test (no effect on their results).
-        val_size: validation images held out of the training set: a count, or a fraction in (0, 1).
+        val_size: validation images held out of the training set: a count, or a fraction in (0, 1);
+            0 trains on the whole training set with no validation (the 1998 paper's protocol: then
+            nothing can be chosen on validation, and a run is tested after its last epoch).
         split_seed: seed of the train/val split (fixed apart from the training seed, so seeds
             vary the training, not the data).
         shuffle_seed: seed of the per-epoch shuffling.
@@ -318,10 +320,10 @@ class MNISTDataModule(L.LightningDataModule):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key}={value!r} is not allowed: it must be a whole number of at least 1.")
         if isinstance(val_size, bool) or not (
-            (isinstance(val_size, int) and val_size >= 1) or (isinstance(val_size, float) and 0 < val_size < 1)
+            (isinstance(val_size, int) and val_size >= 0) or (isinstance(val_size, float) and 0 < val_size < 1)
         ):
             raise ConfigError(
-                f"data.val_size={val_size!r} is not allowed: give a number of images (at least 1) "
+                f"data.val_size={val_size!r} is not allowed: give a number of images (0 for no validation split) "
                 "or a fraction of the training set strictly between 0 and 1."
             )
         if image_size < IMAGE_SIZE or (image_size - IMAGE_SIZE) % 2:
@@ -355,6 +357,10 @@ class MNISTDataModule(L.LightningDataModule):
     def _load_splits(self) -> None:
         images, labels = load_split(self.dataset, self.root, train=True)
         n_val = self.val_size if isinstance(self.val_size, int) else round(self.val_size * len(labels))
+        if not self.has_validation:
+            self.splits["train"] = images, labels
+            self.splits["test"] = load_split(self.dataset, self.root, train=False)
+            return
         if not 1 <= n_val < len(labels):
             raise ConfigError(
                 f"data.val_size={self.val_size!r} leaves no training images: the training set has {len(labels)} images."
@@ -364,6 +370,11 @@ class MNISTDataModule(L.LightningDataModule):
         self.splits["train"] = images[train], labels[train]
         self.splits["val"] = images[val], labels[val]
         self.splits["test"] = load_split(self.dataset, self.root, train=False)
+
+    @property
+    def has_validation(self) -> bool:
+        """False with `val_size=0`: every training image is trained on and there is no validation split."""
+        return self.val_size != 0
 
     def _batches(self, split: str, batch_size: int, shuffle: bool = False) -> TensorBatches:
         trainer = self.trainer
@@ -381,8 +392,9 @@ class MNISTDataModule(L.LightningDataModule):
     def train_dataloader(self) -> TensorBatches:
         return self._batches("train", self.batch_size, shuffle=True)
 
-    def val_dataloader(self) -> TensorBatches:
-        return self._batches("val", self.eval_batch_size)
+    def val_dataloader(self) -> TensorBatches | list:
+        # No split, no loader: Lightning then skips validation (an empty list is its "no loaders").
+        return self._batches("val", self.eval_batch_size) if self.has_validation else []
 
     def test_dataloader(self) -> TensorBatches:
         return self._batches("test", self.eval_batch_size)
@@ -395,6 +407,11 @@ class MNISTDataModule(L.LightningDataModule):
         if augment and self.augment is not None:
             x = self.augment(x)  # after padding, so a shifted digit is not cut off
         return x.sub_(self.mean).div_(self.std)
+
+    def eval_batches(self, split: str) -> Iterator[tuple[Tensor, Tensor]]:
+        """All of `split` ("train", "val" or "test") in order, preprocessed without distortions, on its device."""
+        for images, labels in self._batches(split, self.eval_batch_size):
+            yield self.preprocess(images), labels
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
         images, labels = batch

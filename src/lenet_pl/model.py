@@ -68,18 +68,27 @@ class LeNet5(nn.Sequential):
             self.apply(init)
 
 
-def init_lecun1998(module: nn.Module) -> None:
+def init_lecun1998(module: nn.Module, divide_by: str = "fan_in") -> None:
     """The paper's initialisation: weights uniform in +-2.4/F_i, F_i the fan-in of the unit; biases zero.
 
     Layers whose fan-in is not the size of one weight row (`Subsampling`, `TableConv2d`) say it
     in a `fan_in` attribute (a number, or a column of per-kernel values).
+
+    `divide_by="sqrt_fan_in"` takes +-2.4/sqrt(F_i) instead. The paper's text says F_i, but the
+    reason it gives, "the initial standard deviation of the weighted sums in the same range for
+    each unit", holds for sqrt(F_i) only: with F_i the weighted sums shrink layer by layer (F6's
+    are ~1/300 of C1's on MNIST), and the paper's SDLM settings diverge from it (lenet_pl/optim.py).
     """
+    if divide_by not in ("fan_in", "sqrt_fan_in"):
+        raise ConfigError(f"model.init.divide_by={divide_by!r} is not known; choose 'fan_in' or 'sqrt_fan_in'.")
     weight = getattr(module, "weight", None)
     if not isinstance(weight, nn.Parameter):
         return
     fan_in = getattr(module, "fan_in", None)
     if fan_in is None:
         fan_in = weight[0].numel()  # Linear: in_features; Conv2d: in_channels x k x k
+    if divide_by == "sqrt_fan_in":
+        fan_in = fan_in.sqrt() if isinstance(fan_in, torch.Tensor) else fan_in**0.5
     with torch.no_grad():
         weight.uniform_(-1.0, 1.0).mul_(2.4 / fan_in)
         if isinstance(getattr(module, "bias", None), nn.Parameter):

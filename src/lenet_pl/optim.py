@@ -9,26 +9,25 @@ few hundred samples before each pass, and mu (0.02) keeps the step bounded where
 
 Three pieces, each usable on its own:
 - `SDLM`: the torch Optimizer (any model). It needs h_kk, which it receives from
-- `HessianDiagonal`: a Lightning Callback that estimates h_kk on the first `samples` training
-  samples of every epoch (before the first update of epoch 0) and hands it to every SDLM
-  optimizer of the trainer. `optimizer=sdlm` adds it to the run's callbacks.
+- `SDLMCurvature`: a Lightning Callback that, before each pass, computes the paper's h_kk (the
+  diagonal Gauss-Newton estimate of `lenet_pl.curvature`, averaged over the per-sample values
+  of the first `samples` training samples of the pass) and hands it to every SDLM optimizer of
+  the trainer. `optimizer=sdlm` adds it to the run's callbacks.
 - `PiecewiseConstantLR`: the step schedule (`scheduler=lecun1998`), stepped once per pass.
 
-How this differs from the paper, on purpose:
-- h_kk: the paper back-propagates a positive Gauss-Newton approximation of the diagonal through
-  its own layers. To work with any model and loss we use Hessian-vector products (double
-  back-propagation) with random +-1 vectors z on each batch of the estimate, and take
-  h_kk = mean over z of |(Hz)_k|. That is at least |H_kk| and at most sum_j |H_kj|: like the
-  paper's estimate it is never negative, and it is larger where a weight interacts strongly
-  with others (shared kernels, saturated units). With the plain Hutchinson estimate
-  |mean z*(Hz)| (the Hessian diagonal itself) at the paper's per-sample rate times the batch
-  size, training diverged within 500 steps when h was estimated once, and a full run ended its
-  first pass at 83% validation accuracy; with this one: 95.9% after 1,500 steps, 96.5% after one pass.
-- Batches: the paper updates after every sample. With mini-batches of B samples the gradient
-  is the batch mean, so one pass makes B times fewer steps; lr = B x eta moves the weights as
-  far per pass as the paper's steps would with the same h_kk. Ours is larger than the paper's
-  (|Hz| >= |H_kk|), so the lenet1998 preset takes 4 x B x eta (B = 16: lr 0.032), which
-  reaches the paper's training error (~0.35% after 20 passes); B x eta stays at ~0.75%.
+Mini-batches. The paper updates after every sample, with the per-sample gradient. A batch of B
+samples gives one step with the batch-mean gradient, and h_kk (a per-sample second derivative)
+is the same either way, so to first order (the weights move little within B samples) one batch
+step of B x eta moves the weights as far as the paper's B single-sample steps of eta:
+sum_b eta g_b / (mu + h) = B eta mean_b(g_b) / (mu + h). Hence lr = B x eta.
+
+What that gives in practice (README, "LeNet-5 as published"): with the paper's initialisation the
+paper's h_kk is far below mu for almost every weight, so the step is ~eta/mu x gradient, and at
+the paper's eta every unit saturates within 10 steps, per sample as well as in batches. The
+`lenet1998` preset therefore takes lr = B x eta / 64, the largest power-of-two fraction that
+trains. `SDLMCurvature(estimate="hessian_row_magnitude")`, mean |(Hz)_k| over random +-1 vectors z
+(Hessian-vector products), is larger where weights interact, which keeps larger steps stable: the
+project used it before, at 4 x B x eta.
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -40,6 +39,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from lenet_pl.curvature import gauss_newton_diagonal, hessian_row_magnitude
 from lenet_pl.errors import ConfigError
 
 
@@ -81,80 +81,62 @@ class SDLM(Optimizer):
                 if h is None:
                     raise ConfigError(
                         "optimizer SDLM has no second-derivative estimate h_kk to take a step with. Add the "
-                        "lenet_pl.optim.HessianDiagonal callback (optimizer=sdlm adds it as callbacks.sdlm_hessian; "
+                        "lenet_pl.optim.SDLMCurvature callback (optimizer=sdlm adds it as callbacks.sdlm_curvature; "
                         "do not remove it), or call set_hessian_diagonal() before step() when using SDLM directly."
                     )
                 p.addcdiv_(p.grad, h + group["mu"], value=-group["lr"])
         return loss
 
 
-def hessian_diagonal(loss: Tensor, params: Sequence[Tensor], probes: int = 1, absolute: bool = False) -> list[Tensor]:
-    """Hutchinson's estimate of the diagonal of d2 loss / d params2: the mean of z * (H z) over Rademacher z.
+class SDLMCurvature(L.Callback):
+    """Before each pass, the paper's h_kk on the first `samples` training samples of the pass, installed in every SDLM.
 
-    With `absolute`, the mean of |z * (H z)| = |(H z)_k| instead: at least |H_kk| on average and at
-    most the row sum sum_j |H_kj|, so it also counts how strongly w_k interacts with the other
-    weights (SDLM's curvature; see the module docstring). `loss` must come from a graph built
-    with gradients enabled. Both are exact when H is diagonal with non-negative entries.
-    Parameters the loss does not depend on get zeros.
-    """
-    grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
-    used = [(p, g) for p, g in zip(params, grads, strict=True) if g is not None and g.requires_grad]
-    estimate = {p: torch.zeros_like(p) for p in params}
-    for probe in range(probes):
-        zs = [torch.randint_like(p, 2).mul_(2).sub_(1) for p, _ in used]
-        hzs = torch.autograd.grad(
-            [g for _, g in used], [p for p, _ in used], grad_outputs=zs, retain_graph=probe < probes - 1
-        )
-        for (p, _), z, hz in zip(used, zs, hzs, strict=True):
-            estimate[p].add_(hz.abs() if absolute else z * hz, alpha=1.0 / probes)
-    return [estimate[p] for p in params]
-
-
-class HessianDiagonal(L.Callback):
-    """Estimate SDLM's h_kk on the first `samples` training samples of each epoch, and give it to SDLM.
-
-    The estimate is accumulated over the first batches of the epoch (as many as `samples` needs)
-    and installed when complete; during epoch 0 each partial estimate is installed at once, so
-    the very first step already has one. Other optimizers are left alone.
+    The samples are those the pass is about to train on, preprocessed (and distorted, with
+    `data.augment`) as training batches are. Other optimizers are left alone.
 
     Args:
         samples: samples per estimate (the paper: 500).
-        probes: Hutchinson probe vectors per batch.
+        estimate: "gauss_newton", the paper's (`lenet_pl.curvature.gauss_newton_diagonal`), or
+            "hessian_row_magnitude" (`lenet_pl.curvature.hessian_row_magnitude`, random probes).
+        probes: random vectors per batch, for "hessian_row_magnitude" only.
     """
 
-    def __init__(self, samples: int = 500, probes: int = 4) -> None:
-        if samples < 1 or probes < 1:
+    ESTIMATES = ("gauss_newton", "hessian_row_magnitude")
+
+    def __init__(self, samples: int = 500, estimate: str = "gauss_newton", probes: int = 4) -> None:
+        for key, value in (("samples", samples), ("probes", probes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"callbacks.sdlm_curvature.{key}={value!r} is not allowed: it must be a whole number of at least 1."
+                )
+        if estimate not in self.ESTIMATES:
             raise ConfigError(
-                f"HessianDiagonal(samples={samples}, probes={probes}) is not allowed: both must be at least 1."
+                f"callbacks.sdlm_curvature.estimate={estimate!r} is not known; choose one of {list(self.ESTIMATES)}."
             )
-        self.samples, self.probes = samples, probes
-        self._sum: list[Tensor] | None = None
-        self._seen = 0
+        self.samples, self.estimate, self.probes = samples, estimate, probes
+
+    def _estimate(self, net: nn.Module, loss: Callable, x: Tensor, y: Tensor) -> dict[nn.Parameter, Tensor]:
+        if self.estimate == "gauss_newton":
+            return gauss_newton_diagonal(net, loss, x, y)
+        return hessian_row_magnitude(net, loss, x, y, self.probes)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._sum, self._seen = None, 0
-
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
         optimizers = [opt for opt in trainer.optimizers if isinstance(opt, SDLM)]
-        if not optimizers or self._seen >= self.samples:
+        if not optimizers:
             return
-        x, y = batch
-        take = min(len(y), self.samples - self._seen)
-        params = [p for p in pl_module.parameters() if p.requires_grad]
-        with torch.enable_grad():
-            loss = pl_module.loss(pl_module(x[:take]), y[:take])
-            estimate = hessian_diagonal(loss, params, self.probes, absolute=True)
-        if self._sum is None:
-            self._sum = [torch.zeros_like(p) for p in params]
-        for total, e in zip(self._sum, estimate, strict=True):
-            total.add_(e, alpha=take)  # the loss is a mean over the batch: weight by its size
-        self._seen += take
-        if self._seen >= self.samples or trainer.current_epoch == 0:
-            average = {p: total / self._seen for p, total in zip(params, self._sum, strict=True)}
-            for opt in optimizers:
-                opt.set_hessian_diagonal(average)
+        net = getattr(pl_module, "net", pl_module)
+        total: dict[nn.Parameter, Tensor] = {}
+        seen = 0
+        for batch in trainer.train_dataloader:  # a fresh pass over the same order as the coming epoch
+            x, y = trainer.strategy.batch_to_device(batch)  # to the device, preprocessed as for training
+            take = min(len(y), self.samples - seen)
+            for p, h in self._estimate(net, pl_module.loss, x[:take], y[:take]).items():
+                total[p] = total[p] + h * take if p in total else h * take
+            seen += take
+            if seen >= self.samples:
+                break
+        for opt in optimizers:
+            opt.set_hessian_diagonal({p: h / seen for p, h in total.items()})
 
 
 class PiecewiseConstantLR(LambdaLR):

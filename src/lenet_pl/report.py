@@ -28,6 +28,7 @@ import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from lenet_pl.error_per_pass import plot_error_per_pass, read_error_per_pass
 from lenet_pl.errors import UserError
 
 SEED = "seed"
@@ -201,7 +202,10 @@ def configuration_rows(jobs: list[Job], axes: dict[str, list[str]]) -> list[dict
                 test_acc_mean=round(acc_mean, 3),
                 test_acc_std=round(acc_std, 3),
                 test_error_mean=round(100 - acc_mean, 3),
-                val_acc_best_mean=round(statistics.fmean(100 * j.metrics["val/acc_best"] for j in done), 3),
+                # Runs with no validation split (data.val_size=0, the 1998 protocol) have no best validation accuracy.
+                val_acc_best_mean=round(statistics.fmean(100 * j.metrics["val/acc_best"] for j in done), 3)
+                if all("val/acc_best" in j.metrics for j in done)
+                else None,
                 **{f"epochs_to_{round(t * 100)}": _epochs_to(done, t) for t in THRESHOLDS},
                 epochs=round(statistics.fmean(j.metrics["epochs"] for j in done), 1),
                 fit_seconds_mean=round(statistics.fmean(j.metrics["fit_seconds"] for j in done), 1),
@@ -336,6 +340,10 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
     _write_csv(effects or [{"axis": "", "change": "", "pairs": 0}], out_dir / "effects.csv")
     plot_val_acc(jobs, axes, rows, out_dir / "val_acc.png")
     plot_effects(effects, out_dir / "effects.png")
+    per_pass = {j.path.name: read_error_per_pass(j.path / "error_per_pass.csv") for j in jobs}
+    per_pass = {name: rows_ for name, rows_ in per_pass.items() if rows_}
+    if per_pass:  # runs with the ErrorPerPass callback (experiment=lenet1998)
+        plot_error_per_pass(per_pass, out_dir / "error_per_pass.png")
 
     finished = [j for j in jobs if j.finished]
     unfinished = [j for j in jobs if not j.finished]
@@ -421,6 +429,15 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
     else:
         parts.append("None.")
     parts += ["## Plots", "![validation accuracy per epoch](val_acc.png)", "![main effects](effects.png)"]
+    if per_pass:
+        last = [rows_[-1] for rows_ in per_pass.values()]
+        parts += [
+            "## Error per pass (as the paper's Fig. 5: the test set monitored, never used to choose)",
+            f"After the last pass, mean over {len(last)} runs: training error "
+            f"{100 * statistics.fmean(r['train_error'] for r in last):.2f}%, test error "
+            f"{100 * statistics.fmean(r['test_error'] for r in last):.2f}%.",
+            "![training and test error per pass](error_per_pass.png)",
+        ]
     markdown = "\n\n".join(parts) + "\n"
     (out_dir / "report.md").write_text(markdown)
     return markdown

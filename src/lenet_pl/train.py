@@ -79,7 +79,17 @@ def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTD
         all_callbacks = [c for c in all_callbacks if not isinstance(c, LearningRateMonitor)]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback with the bar off
         all_callbacks = [c for c in all_callbacks if not isinstance(c, ProgressBar)]
-    trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers, callbacks=all_callbacks)
+    if not datamodule.has_validation:  # data.val_size=0: nothing to monitor, so no best checkpoint or early stop
+        dropped = [c for c in all_callbacks if str(getattr(c, "monitor", None) or "").startswith("val/")]
+        all_callbacks = [c for c in all_callbacks if c not in dropped]
+        if dropped:
+            log.info(
+                "data.val_size=0: no validation split, so %s (monitoring validation) are off; the run is tested "
+                "after its last epoch.",
+                ", ".join(type(c).__name__ for c in dropped),
+            )
+    no_validation = {} if datamodule.has_validation else {"limit_val_batches": 0}  # and no empty-loader warning
+    trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers, callbacks=all_callbacks, **no_validation)
     return datamodule, module, trainer
 
 
@@ -109,7 +119,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fit_seconds = time.perf_counter() - start
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}  # test() replaces these
 
+    # The best checkpoint on validation; with no validation split, the network after the last epoch.
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not datamodule.has_validation:
+        best = ""  # the weights in memory are the last epoch's (a last.ckpt may lag behind an early stop)
     test_results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     metrics = {
         **fit_metrics,
@@ -118,6 +131,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "global_step": trainer.global_step,
         "fit_seconds": fit_seconds,
         "best_checkpoint": best,
+        "tested": "best validation checkpoint" if best else "network after the last epoch",
     }
     if not trainer.is_global_zero:  # DDP: one process reports and writes
         return metrics
