@@ -21,6 +21,7 @@ from lenet_pl.train import build
 PRESETS = {
     "default": [],
     "modern": ["experiment=modern"],
+    # the paper's protocol too: no validation split (data.val_size=0), the last epoch's network is tested
     "lenet1998": ["experiment=lenet1998", "callbacks.sdlm_curvature.samples=50", "data.batch_size=50"],
 }
 
@@ -32,7 +33,10 @@ def trained(request, tmp_path_factory) -> tuple[str, Path]:
     root = write_dataset(tmp / "data", n_train=700, n_test=200)
     run = tmp / "run"
     overrides = [*PRESETS[request.param], "trainer.max_epochs=1", "trainer.limit_train_batches=4", "logger=csv"]
-    result = run_cli("lenet_pl.train", *tiny_args(root, run, *overrides), "threads=1", cwd=tmp)
+    args = tiny_args(root, run, *overrides, "threads=1")
+    if request.param == "lenet1998":  # keep the preset's data.val_size=0
+        args = [a for a in args if not a.startswith("data.val_size=")]
+    result = run_cli("lenet_pl.train", *args, cwd=tmp)
     assert result.returncode == 0, result.stderr[-3000:]
     best = json.loads((run / "metrics.json").read_text())["metrics"]["best_checkpoint"]
     return request.param, Path(best) if best else run / "checkpoints" / "last.ckpt"  # the one the run tested
