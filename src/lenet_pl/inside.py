@@ -159,11 +159,13 @@ class Sheet:
         self.figure.text(centre / self.width, 1 - top / self.height, text, ha="center", va="top", **style)
 
     def colorbar(self, shown: AxesImage, ax: Axes, label: str) -> None:
-        """A colour bar as tall as `ax`, just right of it."""
+        """A colour bar as tall as `ax`, just right of it, marked at its two ends and (if it spans it) zero."""
         (_, bottom), (right, top) = ax.get_position().get_points()
         bar_ax = self.figure.add_axes((right + 0.12 / self.width, bottom, 0.12 / self.width, top - bottom))
-        bar = self.figure.colorbar(shown, cax=bar_ax)
-        bar.set_label(label, fontsize=8)
+        low, high = shown.norm.vmin, shown.norm.vmax
+        ticks = [low, 0, high] if low < 0 < high else [low, high]
+        bar = self.figure.colorbar(shown, cax=bar_ax, ticks=ticks, format="%.3g")
+        bar.set_label(label, fontsize=8, labelpad=-2)
         bar.ax.tick_params(labelsize=7)
 
 
