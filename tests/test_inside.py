@@ -151,10 +151,11 @@ def test_an_image_file_is_drawn_as_the_network_sees_it_after_predicts_preprocess
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["index=-1"], "index=-1 is not allowed: give a test digit's position, a whole number from 0"),
+        (["index=-1"], "index=-1 is not allowed: the test set has 300 digits, so give a whole number from 0 to 299"),
         (["index=300"], "index=300 is not allowed: the test set has 300 digits, so give a whole number from 0 to 299"),
         (["index=two"], "index='two' is not allowed"),
-        (["index=1.5"], "index=1.5 is not allowed"),
+        (["index=1.5"], "index=1.5 is not allowed: give a test digit's position, a whole number from 0"),
+        (["dpi=0"], "dpi=0 is not allowed: give the PNG's pixels per inch, a positive number"),
         (["image={missing}"], "does not exist. Give an image file of one digit"),
         (["image={broken}"], "cannot be read as an image of a digit (cannot identify image file"),
         (["image={blank}"], "cannot be read as an image of a digit (no digit found"),

@@ -29,12 +29,20 @@ from omegaconf import DictConfig
 from PIL import Image
 from torch import Tensor, nn
 
+from lenet_pl.data import MNISTDataModule
 from lenet_pl.errors import UserError
 from lenet_pl.layers import RBFOutput
 from lenet_pl.predict import to_mnist
 from lenet_pl.trained import command_line, load_run
 
 DIVERGING = "RdBu_r"  # red positive, blue negative, white zero: the sign of a value reads at a glance
+
+# The layout, in inches: rows one under another, each starting with a line of title (TITLE high).
+WIDTH, HEADER, TITLE, GAP = 12.0, 0.55, 0.32, 0.28  # at dpi 100 the PNG is 1200 pixels wide
+LEFT, HALF = 0.35, 4.75  # a half-row panel (C1, S2...) is at most HALF wide; the right half starts at WIDTH / 2 + LEFT
+MAPS_HEIGHT = 1.7  # the most a row of feature maps may take
+TOP_HEIGHT, BARS_HEIGHT, RBF_HEIGHT, OUTPUT_HEIGHT = 2.55, 1.55, 2.05, 1.85
+PLOT_LEFT, PLOT_WIDTH = 0.8, 10.9  # bar charts: room for the y-axis label on the left
 
 
 def capture(net: nn.Module, x: Tensor) -> dict[str, Tensor]:
@@ -123,14 +131,6 @@ def inside_figure(net: nn.Module, x: Tensor, title: str, label: int | None = Non
     return sheet.figure
 
 
-# The layout, in inches: rows one under another, each starting with a line of title (TITLE high).
-WIDTH, HEADER, TITLE, GAP = 12.0, 0.55, 0.32, 0.28  # at dpi 100 the PNG is 1200 pixels wide
-LEFT, HALF = 0.35, 4.75  # a half-row panel (C1, S2...) is at most HALF wide; the right half starts at WIDTH / 2 + LEFT
-MAPS_HEIGHT = 1.7  # the most a row of feature maps may take
-TOP_HEIGHT, BARS_HEIGHT, RBF_HEIGHT, OUTPUT_HEIGHT = 2.55, 1.55, 2.05, 1.85
-PLOT_LEFT, PLOT_WIDTH = 0.8, 10.9  # bar charts: room for the y-axis label on the left
-
-
 class Sheet:
     """A figure on which axes are placed in inches from its top-left corner.
 
@@ -159,11 +159,12 @@ class Sheet:
         self.figure.text(centre / self.width, 1 - top / self.height, text, ha="center", va="top", **style)
 
     def colorbar(self, shown: AxesImage, ax: Axes, label: str) -> None:
-        """A colour bar as tall as `ax`, just right of it, marked at its two ends and (if it spans it) zero."""
+        """A colour bar as tall as `ax`, just right of it, marked at its two ends and at zero (when apart from them)."""
         (_, bottom), (right, top) = ax.get_position().get_points()
         bar_ax = self.figure.add_axes((right + 0.12 / self.width, bottom, 0.12 / self.width, top - bottom))
         low, high = shown.norm.vmin, shown.norm.vmax
-        ticks = [low, 0, high] if low < 0 < high else [low, high]
+        zero_apart = min(-low, high) > 0.15 * (high - low)  # a zero mark too near an end would hide its label
+        ticks = [low, 0, high] if zero_apart else [low, high]
         bar = self.figure.colorbar(shown, cax=bar_ax, ticks=ticks, format="%.3g")
         bar.set_label(label, fontsize=8, labelpad=-2)
         bar.ax.tick_params(labelsize=7)
@@ -336,11 +337,13 @@ def render(cfg: DictConfig) -> int:
     index, image = cfg.index, cfg.image
     if image is not None and index is not None:
         raise UserError(f"index={index!r} and image={image!r} were both given: give one of them.")
-    if image is None and (isinstance(index, bool) or not isinstance(index, int | None) or (index or 0) < 0):
+    if isinstance(index, bool) or not isinstance(index, int | None):
         raise UserError(
             f"index={index!r} is not allowed: give a test digit's position, a whole number from 0 "
             "(the first test digit) up to the test set's size minus one."
         )
+    if isinstance(cfg.dpi, bool) or not isinstance(cfg.dpi, int | float) or not cfg.dpi > 0:
+        raise UserError(f"dpi={cfg.dpi!r} is not allowed: give the PNG's pixels per inch, a positive number (100).")
     run = load_run(cfg.ckpt_path, data_root=cfg.data_root)
     if image is not None:
         x, label, what, stem = read_image(Path(str(image)), run.datamodule()), None, f"image {image}", Path(image).stem
@@ -348,7 +351,7 @@ def render(cfg: DictConfig) -> int:
         index = index or 0
         datamodule = run.test_datamodule()
         images, labels = datamodule.splits["test"]
-        if index >= len(labels):
+        if not 0 <= index < len(labels):
             raise UserError(
                 f"index={index} is not allowed: the test set has {len(labels):,} digits, so give a whole number "
                 f"from 0 to {len(labels) - 1}."
@@ -365,7 +368,7 @@ def render(cfg: DictConfig) -> int:
     return 0
 
 
-def read_image(path: Path, datamodule) -> Tensor:
+def read_image(path: Path, datamodule: MNISTDataModule) -> Tensor:
     """An image file of one digit -> the model's input, preprocessed as `lenet_pl.predict` does it."""
     if not path.is_file():
         raise UserError(f"image={str(path)!r} does not exist. Give an image file of one digit (.png, .jpg, ...).")
