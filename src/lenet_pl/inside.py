@@ -232,7 +232,7 @@ def draw_top(sheet: Sheet, top: float, x: Tensor, kernels: Tensor) -> None:
     shown = ax.imshow(x[0].numpy(), cmap="gray", interpolation="nearest", aspect="auto")
     ax.set_xticks([])
     ax.set_yticks([])
-    sheet.title(LEFT + 1.1, top, f"input: {'x'.join(map(str, x.shape[1:]))}, padded and normalised")
+    sheet.title(LEFT + 1.1, top, f"input: {'x'.join(map(str, x.shape[1:]))}, as the network sees it")
     sheet.colorbar(shown, ax, "pixel value")
 
     columns = (len(kernels) + 1) // 2
