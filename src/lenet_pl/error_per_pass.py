@@ -93,7 +93,8 @@ def plot_error_per_pass(
     import matplotlib.pyplot as plt
 
     runs = runs if isinstance(runs, dict) else {"": runs}
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    several = len(runs) > 1
+    fig, ax = plt.subplots(figsize=(10.5 if several else 7, 4.5), dpi=120)  # several: room for the legend outside
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for (label, rows), colour in zip(runs.items(), colours, strict=False):
         passes = [r["pass"] for r in rows]
@@ -110,7 +111,10 @@ def plot_error_per_pass(
     ax.grid(alpha=0.3)
     ax.set_title(title or "LeNet-5: error after each pass (test set monitored only, as in the paper's Fig. 5)")
     ax.title.set_fontsize(10)
-    ax.legend(fontsize=8)
+    if several:
+        ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -94,7 +94,8 @@ def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTD
                 "after its last epoch.",
                 ", ".join(type(c).__name__ for c in dropped),
             )
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=all_callbacks)
+    no_validation = {} if datamodule.has_validation else {"limit_val_batches": 0}  # and no empty-loader warning
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=all_callbacks, **no_validation)
     return datamodule, module, trainer
 
 
