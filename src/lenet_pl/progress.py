@@ -113,7 +113,7 @@ class SweepWatch:
                 continue
             if (job_dir / "metrics.json").is_file() or (job_dir / "failure.json").is_file():
                 job = read_job(job_dir)
-                val = job.metrics.get("val/acc_best") if job.metrics else None
+                val = job.metric("val/acc_best")
                 state = "finished" if job.finished else "failed"
                 self._results[job_dir] = (state, val, job.num)
                 if state == "failed" and self._initial_returned is not None:

@@ -23,6 +23,7 @@ import argparse
 import csv
 import statistics
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
                 else 0.0,
                 test_error_mean=round(100 - acc.mean, 3),
                 test_acc_ci95=round(acc.half_width, 3) if acc.has_interval else "",
-                val_acc_best_mean=round(statistics.fmean(100 * j.metrics["val/acc_best"] for j in done), 3),
+                val_acc_best_mean=_mean_or_blank([j.metric("val/acc_best") for j in done]),
                 **{f"epochs_to_{round(t * 100)}": _epochs_to(done, t) for t in THRESHOLDS},
                 epochs=round(statistics.fmean(j.metrics["epochs"] for j in done), 1),
                 fit_seconds_mean=round(statistics.fmean(j.metrics["fit_seconds"] for j in done), 1),
@@ -151,6 +152,11 @@ def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
                     | {"chosen_lr": t.selection.status, "chosen_at_edge": False, "runs": "0/0"}
                 )
     return sorted(rows, key=lambda r: -r.get("test_acc_mean", -1.0))
+
+
+def _mean_or_blank(values: list[float | None], scale: float = 100) -> float | str:
+    known = [v for v in values if v is not None]
+    return round(scale * statistics.fmean(known), 3) if known else ""
 
 
 def _test_error(job: Job) -> float:
@@ -253,7 +259,7 @@ def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
                     f"{value:g}: {100 * s.scores[value]:.2f}" + (" (chosen)" if value == s.chosen else "")
                 )
             elif value in s.lost:
-                candidates.append(f"{value:g}: lost ({s.lost[value][:80]})")
+                candidates.append(f"{value:g}: lost ({textwrap.shorten(s.lost[value], 100)})")
             else:
                 candidates.append(f"{value:g}: pending")
         rows.append(
@@ -537,9 +543,7 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
             report_plots.plot_waterfall(stats.path(forward), out_dir / "path.png")
             plots.append("![test error along the path](path.png)")
         if forward and reverse:
-            report_plots.plot_reverse(
-                forward[-1][0], stats.undone(forward[-1][1], reverse), out_dir / "path_reverse.png"
-            )
+            report_plots.plot_reverse(stats.undone(forward[-1][1], reverse), out_dir / "path_reverse.png")
             plots.append("![the end point with one change undone](path_reverse.png)")
     else:
         parts += effects_section(sweep, effects)

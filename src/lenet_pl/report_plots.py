@@ -41,6 +41,21 @@ def _color(change: float) -> str:
     return BETTER if change < 0 else WORSE if change > 0 else NEUTRAL
 
 
+def _label_bar(ax: Any, y: float, interval: stats.Interval) -> None:
+    """'mean +- half-width' beside a horizontal bar, beyond the end of its interval, away from 0."""
+    negative = interval.mean < 0
+    end = (interval.low if negative else interval.high) if interval.has_interval else interval.mean
+    ax.annotate(
+        interval.text(signed=True),
+        (end, y),
+        xytext=(-6 if negative else 6, 0),
+        textcoords="offset points",
+        ha="right" if negative else "left",
+        va="center",
+        fontsize=8,
+    )
+
+
 def _errors(intervals: Sequence[stats.Interval]) -> list[list[float]] | None:
     """Matplotlib's asymmetric error bars; none where an interval is missing (one seed)."""
     if not any(i.has_interval for i in intervals):
@@ -79,7 +94,7 @@ def plot_val_acc(series: list[tuple[str, list[Job]]], legend_title: str, path: P
 def plot_effects(effects: list[stats.Effect], path: Path) -> None:
     """Horizontal bars: the mean change in test error per swap, with its 95% confidence interval."""
     shown = [e for e in effects if e.pairs]
-    fig, ax = plt.subplots(figsize=(9, 1.4 + 0.6 * max(len(shown), 1)))
+    fig, ax = plt.subplots(figsize=(9, max(3.0, 1.4 + 0.6 * len(shown))))
     means = [e.interval.mean for e in shown]
     ax.barh(
         [f"{e.axis}: {_short(e.base)} -> {_short(e.level)}" for e in shown],
@@ -89,17 +104,11 @@ def plot_effects(effects: list[stats.Effect], path: Path) -> None:
         capsize=4,
     )
     for y, e in enumerate(shown):
-        ax.annotate(
-            e.interval.text(signed=True),
-            (e.interval.high if e.interval.has_interval else e.interval.mean, y),
-            xytext=(6, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=8,
-        )
+        _label_bar(ax, y, e.interval)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.invert_yaxis()
-    ax.margins(x=0.25)
+    ax.use_sticky_edges = False  # room on both sides of 0 for the labels
+    ax.margins(x=0.3)
     ax.set_xlabel("change in test error (percentage points; < 0 is better): mean over seeds, 95% CI")
     ax.set_title("main effect of swapping one axis" if shown else "no paired runs to compare")
     ax.grid(axis="x", alpha=0.3)
@@ -111,7 +120,7 @@ def plot_budget(by_budget: dict[str, list[stats.Effect]], path: Path) -> None:
     measures = list(by_budget)
     swaps = [(e.axis, e.base, e.level) for e in next(iter(by_budget.values()), [])]
     n = max(len(swaps), 1)
-    fig, panels = plt.subplots(1, n, figsize=(3.4 * n + 0.8, 4.2), squeeze=False)
+    fig, panels = plt.subplots(1, n, figsize=(max(6.5, 3.4 * n + 0.8), 4.2), squeeze=False)
     for k, (axis, base, level) in enumerate(swaps):
         ax = panels[0][k]
         found = [next(e for e in by_budget[m] if (e.axis, e.base, e.level) == (axis, base, level)) for m in measures]
@@ -128,16 +137,16 @@ def plot_budget(by_budget: dict[str, list[stats.Effect]], path: Path) -> None:
             yerr = None if errors is None else [[errors[0][j]], [errors[1][j]]]
             ax.errorbar([x], [intervals[j].mean], yerr=yerr, fmt="o", color=colors[j], capsize=4, zorder=2)
         ax.set_xticks(range(len(measures)))
-        ax.set_xticklabels(
-            [m.replace("val error, ", "val, ").replace("test error (best checkpoint)", "test") for m in measures],
-            fontsize=8,
-        )
+        ax.set_xticklabels([m.removeprefix("val error, epoch ") if m.startswith("val") else "test" for m in measures])
+        ax.set_xlabel("epochs (validation error) | test", fontsize=8)
         ax.set_title(f"{axis}: {_short(base)} -> {_short(level)}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.margins(x=0.15)
         if k == 0:
             ax.set_ylabel("change in error (points; < 0 is better)")
-    fig.suptitle("main effects against the training budget\n(validation error after N epochs; final test error)")
+    fig.suptitle(
+        "main effects against the training budget\n(validation error after 1, 5, 20 epochs; the final test error)"
+    )
     _save(fig, path)
 
 
@@ -189,7 +198,7 @@ def plot_selection(tuned: list[Any], tune: Any, config_axes: list[str], path: Pa
     for t in tuned:
         panels_by.setdefault(str(t.config.get(tune.by, "")) if tune.by else "", []).append(t)
     n = max(len(panels_by), 1)
-    fig, panels = plt.subplots(1, n, figsize=(6.5 * n, 5), squeeze=False)
+    fig, panels = plt.subplots(1, n, figsize=(6 * n + 3, 5), squeeze=False)
     colors = plt.get_cmap("tab10")
     others = [a for a in config_axes if a != tune.by]
     for k, (by_value, group) in enumerate(panels_by.items()):
@@ -211,9 +220,12 @@ def plot_selection(tuned: list[Any], tune: Any, config_axes: list[str], path: Pa
         ax.set_ylabel(f"{tune.metric} (%), mean over seeds {', '.join(map(str, tune.seeds))}")
         ax.set_title(f"{tune.by}={by_value}" if tune.by else "candidates")
         ax.grid(alpha=0.3)
-        ax.legend(title=" / ".join(others), fontsize=7)
-    fig.suptitle("learning-rate selection on validation")
-    _save(fig, path)
+    handles, labels = panels[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, title=" / ".join(others), fontsize=8, loc="center right")
+    fig.suptitle("learning-rate selection on validation (one line per configuration)")
+    fig.tight_layout(rect=(0, 0, 1 - 2.6 / (6 * n + 3), 1))
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
 
 
 def plot_waterfall(steps: list[stats.PathStep], path: Path) -> None:
@@ -250,36 +262,31 @@ def plot_waterfall(steps: list[stats.PathStep], path: Path) -> None:
     ax.set_xticklabels([textwrap.fill(s.label, 18) for s in steps], fontsize=8)
     ax.set_ylim(0, top * 1.3)
     ax.set_ylabel("test error (%): mean over seeds, 95% CI")
-    ax.set_title("one change at a time: test error after each step (green: lower, red: higher; change [95% CI])")
+    ax.set_title(
+        "test error along the path, one change at a time\n(each bar: the change [95% CI] = the level after it)"
+    )
     ax.grid(axis="y", alpha=0.3)
     _save(fig, path)
 
 
-def plot_reverse(reference: str, undone: list[tuple[str, stats.Interval]], path: Path) -> None:
+def plot_reverse(undone: list[tuple[str, stats.Interval]], path: Path) -> None:
     """The end point with one change undone: the change in test error, with its 95% CI."""
-    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.6 * max(len(undone), 1)))
+    fig, ax = plt.subplots(figsize=(11, max(3.0, 1.6 + 0.6 * len(undone))))
     intervals = [iv for _, iv in undone]
     means = [iv.mean for iv in intervals]
     ax.barh(
-        [textwrap.fill(label, 40) for label, _ in undone],
+        [textwrap.fill(label, 45) for label, _ in undone],
         means,
         xerr=_errors(intervals),
         color=[WORSE if m > 0 else BETTER for m in means],
         capsize=4,
     )
     for y, iv in enumerate(intervals):
-        ax.annotate(
-            iv.text(signed=True),
-            (iv.high if iv.has_interval else iv.mean, y),
-            xytext=(6, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=8,
-        )
+        _label_bar(ax, y, iv)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.invert_yaxis()
-    ax.margins(x=0.25)
-    ax.set_xlabel(f"change in test error vs the end point ({reference}), points: > 0, undoing it hurts")
-    ax.set_title("the end point with one change undone")
-    ax.grid(axis="x", alpha=0.3)
+    ax.use_sticky_edges = False
+    ax.margins(x=0.3)
+    ax.set_xlabel("change in test error vs the end point (points; > 0: undoing the change hurts), 95% CI")
+    ax.set_title(f"the end point of the path, with one change undone ({len(undone)} variants)")
     _save(fig, path)

@@ -60,6 +60,20 @@ class Job:
         assert self.metrics is not None
         return 100 * (1 - self.metrics["test/acc"])
 
+    def metric(self, name: str) -> float | None:
+        """A final metric of a finished run; None when absent or not finite.
+
+        val/acc_best is the best per-epoch validation accuracy, so where metrics.json lacks it (a run
+        resumed from a checkpoint written after its last epoch validates nothing more) it comes from
+        the validation accuracy the run and the run it resumed logged.
+        """
+        if self.metrics is None:
+            return None
+        value = self.metrics.get(name)
+        if value is None and name == "val/acc_best" and self.val_by_epoch:
+            value = max(self.val_by_epoch.values())
+        return float(value) if value is not None and math.isfinite(float(value)) else None
+
     @property
     def val_acc(self) -> list[float]:
         """Validation accuracy of epochs 1, 2, ... as far as they are known without a gap."""
@@ -339,7 +353,7 @@ def tuned_configurations(jobs: Sequence[Job], plan: Plan, complete: bool = False
                 stats.Trial(
                     float(job.overrides[tune.key]),
                     int(job.overrides[SEED]),
-                    _metric(job, tune.metric),
+                    job.metric(tune.metric),
                     job.failure,
                 )
                 for job in trials
@@ -358,10 +372,3 @@ def tuned_configurations(jobs: Sequence[Job], plan: Plan, complete: bool = False
                     final.append(job)
         out.append(Tuned(config, selection, trials, final))
     return out
-
-
-def _metric(job: Job, name: str) -> float | None:
-    if job.metrics is None or name not in job.metrics:
-        return None
-    value = float(job.metrics[name])
-    return value if math.isfinite(value) else None
