@@ -1,6 +1,7 @@
 """The fair factorial and the 1998 -> modern path: configs, the report on hand-made sweeps, one tiny real sweep."""
 
 import csv
+import functools
 import json
 import math
 from pathlib import Path
@@ -240,8 +241,10 @@ REVERSE = ["path_undo1_training", "path_undo2_rbf", "path_undo3_table_c3", "path
 REVERSE += ["path_undo5_scaled_tanh", "path_undo6_init"]
 
 
-def composed(experiment: str, *overrides: str, tmp: Path = Path("/tmp")) -> dict:
-    cfg = compose_config([f"experiment={experiment}", f"paths.output_dir={tmp}", *overrides])
+@functools.cache
+def composed(experiment: str, *overrides: str) -> dict:
+    """The resolved config of a preset (cached: composing takes a second on a busy machine; callers only read it)."""
+    cfg = compose_config([f"experiment={experiment}", "paths.output_dir=unused", *overrides])
     return OmegaConf.to_container(cfg, resolve=True)
 
 

@@ -82,7 +82,8 @@ class SweepWatch:
 
     def stop(self) -> Counts:
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=30)
         counts = self.refresh()
         if self._bar is not None:
             self._bar.close()

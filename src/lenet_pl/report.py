@@ -24,32 +24,15 @@ import csv
 import statistics
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lenet_pl import report_plots, stats
 from lenet_pl.errors import UserError
-from lenet_pl.sweeps import NOT_PART_OF_THE_RUN, SEED, Job, Plan, load_jobs, sweep_plan, tuned_configurations
+from lenet_pl.sweeps import SEED, Job, Sweep, path_data, read_sweep
 
 THRESHOLDS = (0.98, 0.99)  # validation accuracies whose first epoch the table reports
 BUDGETS = (1, 5, 20)  # epochs at which the effects are measured again
-DEFAULT = "(default)"
-
-
-def sweep_axes(jobs: list[dict[str, str]]) -> dict[str, list[str]]:
-    """Override keys whose values differ between jobs -> their values in the order the sweep runs them."""
-    axes: dict[str, list[str]] = {}
-    for job in jobs:
-        for key in job:
-            if key not in NOT_PART_OF_THE_RUN:
-                axes.setdefault(key, [])
-    for key in axes:
-        for job in jobs:
-            value = job.get(key, DEFAULT)
-            if value not in axes[key]:
-                axes[key].append(value)
-    return {key: values for key, values in axes.items() if len(values) > 1}
 
 
 def _short(value: str) -> str:
@@ -69,52 +52,6 @@ def _epochs_to(runs: list[Job], threshold: float) -> str:
         return "-"
     text = f"{statistics.fmean(hits):.1f}"
     return text if len(hits) == len(runs) else f"{text} ({len(hits)}/{len(runs)})"
-
-
-@dataclass
-class Sweep:
-    """A sweep as the report sees it: its configurations, and the runs that stand for each."""
-
-    jobs: list[Job]
-    plan: Plan
-    axes: dict[str, list[str]]  # every axis, seed and tuned key included
-    config_axes: list[str]  # the axes that make a configuration
-    groups: dict[tuple[str, ...], list[Job]]  # configuration -> its runs (tuned: at the chosen value)
-    tuned: list[Any]  # lenet_pl.sweeps.Tuned per configuration (tuned sweeps)
-
-    @property
-    def levels(self) -> dict[str, list[str]]:
-        return {a: self.axes[a] for a in self.config_axes}
-
-    def key(self, overrides: dict[str, str]) -> tuple[str, ...]:
-        return tuple(overrides.get(a, DEFAULT) for a in self.config_axes)
-
-    def cells(self, value: Any) -> stats.Cells:
-        """configuration -> seed -> value(job) over the finished runs standing for it (None values left out)."""
-        cells: dict[tuple[str, ...], dict[int, float]] = {}
-        for config, runs in self.groups.items():
-            for job in runs:
-                v = value(job) if job.finished else None
-                if v is not None and job.seed is not None:
-                    cells.setdefault(config, {})[job.seed] = v
-        return cells
-
-
-def read_sweep(sweep_dir: Path) -> Sweep:
-    jobs = load_jobs(sweep_dir)
-    plan = sweep_plan(sweep_dir)
-    axes = sweep_axes(plan.grid + [job.overrides for job in jobs])  # the plan names axes no job has reached yet
-    tune_key = plan.tune.key if plan.tune else None
-    config_axes = [a for a in axes if a not in (SEED, tune_key)]
-    sweep = Sweep(jobs, plan, axes, config_axes, {}, [])
-    if plan.tune is not None:
-        sweep.tuned = tuned_configurations(jobs, plan)
-        for t in sweep.tuned:
-            sweep.groups.setdefault(sweep.key(t.config), []).extend(t.final)
-    else:
-        for job in jobs:
-            sweep.groups.setdefault(sweep.key(job.overrides), []).append(job)
-    return sweep
 
 
 def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
@@ -367,23 +304,6 @@ def interaction_section(rows: list[stats.Interaction]) -> tuple[list[str], list[
         "difference": "difference",
     }
     return ["## Two-way interactions", text, _markdown_table(table, columns)], table
-
-
-def path_data(sweep: Sweep) -> tuple[list[tuple[str, dict[int, float]]], list[tuple[str, dict[int, float]]]]:
-    """The forward steps and the undone changes of a path sweep, each as (label, seed -> test error %)."""
-    steps: dict[tuple[str, int, str], dict[int, float]] = {}
-    for job in sweep.jobs:
-        if job.path_step is None or not job.finished or job.seed is None:
-            continue
-        key = (
-            str(job.path_step.get("view", "forward")),
-            int(job.path_step.get("order", 0)),
-            str(job.path_step["label"]),
-        )
-        steps.setdefault(key, {})[job.seed] = job.test_error
-    forward = [(label, values) for (view, _, label), values in sorted(steps.items()) if view == "forward"]
-    reverse = [(label, values) for (view, _, label), values in sorted(steps.items()) if view == "reverse"]
-    return forward, reverse
 
 
 def path_section(

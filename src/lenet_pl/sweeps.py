@@ -1,4 +1,4 @@
-"""A sweep's job dirs and its plan, read from its own files; the two stages of a tuned sweep.
+"""A sweep's job dirs and its plan, read from its own files; the two stages of a tuned sweep; its configurations.
 
 The report, the tuned sweeper (`hydra_plugins.lenet_pl_sweeper`) and the progress line
 (`lenet_pl.progress`) all read a sweep through this module, so they agree on what a job is,
@@ -13,7 +13,7 @@ path sweeps), `metrics.json` (final metrics, written only once it finished), `fa
 import csv
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from lenet_pl import stats
 from lenet_pl.errors import UserError
 
 SEED = "seed"
+DEFAULT = "(default)"  # the value of an axis in a job that does not override it
 # Overrides that say where or how fast a job runs, not what it runs: never an axis of a sweep, and
 # ignored when a resumed sweep matches its planned jobs with the dirs an earlier attempt left.
 NOT_PART_OF_THE_RUN = (
@@ -372,3 +373,86 @@ def tuned_configurations(jobs: Sequence[Job], plan: Plan, complete: bool = False
                     final.append(job)
         out.append(Tuned(config, selection, trials, final))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# A sweep as the report sees it
+
+
+def sweep_axes(jobs: list[dict[str, str]]) -> dict[str, list[str]]:
+    """Override keys whose values differ between jobs -> their values in the order the sweep runs them."""
+    axes: dict[str, list[str]] = {}
+    for job in jobs:
+        for key in job:
+            if key not in NOT_PART_OF_THE_RUN:
+                axes.setdefault(key, [])
+    for key in axes:
+        for job in jobs:
+            value = job.get(key, DEFAULT)
+            if value not in axes[key]:
+                axes[key].append(value)
+    return {key: values for key, values in axes.items() if len(values) > 1}
+
+
+@dataclass
+class Sweep:
+    """A sweep as the report sees it: its configurations, and the runs that stand for each."""
+
+    jobs: list[Job]
+    plan: Plan
+    axes: dict[str, list[str]]  # every axis, seed and tuned key included
+    config_axes: list[str]  # the axes that make a configuration
+    groups: dict[tuple[str, ...], list[Job]]  # configuration -> its runs (tuned: at the chosen value)
+    tuned: list[Tuned]  # per configuration, in tuned sweeps
+
+    @property
+    def levels(self) -> dict[str, list[str]]:
+        return {a: self.axes[a] for a in self.config_axes}
+
+    def key(self, overrides: dict[str, str]) -> tuple[str, ...]:
+        return tuple(overrides.get(a, DEFAULT) for a in self.config_axes)
+
+    def cells(self, value: Callable[[Job], float | None]) -> stats.Cells:
+        """configuration -> seed -> value(job) over the finished runs standing for it (None values left out)."""
+        cells: dict[tuple[str, ...], dict[int, float]] = {}
+        for config, runs in self.groups.items():
+            for job in runs:
+                v = value(job) if job.finished else None
+                if v is not None and job.seed is not None:
+                    cells.setdefault(config, {})[job.seed] = v
+        return cells
+
+
+def read_sweep(sweep_dir: Path) -> Sweep:
+    """The job dirs and plan of `sweep_dir`, grouped by configuration (tuned sweeps: the runs at the chosen value)."""
+    jobs = load_jobs(sweep_dir)
+    plan = sweep_plan(sweep_dir)
+    axes = sweep_axes(plan.grid + [job.overrides for job in jobs])  # the plan names axes no job has reached yet
+    tune_key = plan.tune.key if plan.tune else None
+    config_axes = [a for a in axes if a not in (SEED, tune_key)]
+    sweep = Sweep(jobs, plan, axes, config_axes, {}, [])
+    if plan.tune is not None:
+        sweep.tuned = tuned_configurations(jobs, plan)
+        for t in sweep.tuned:
+            sweep.groups.setdefault(sweep.key(t.config), []).extend(t.final)
+    else:
+        for job in jobs:
+            sweep.groups.setdefault(sweep.key(job.overrides), []).append(job)
+    return sweep
+
+
+def path_data(sweep: Sweep) -> tuple[list[tuple[str, dict[int, float]]], list[tuple[str, dict[int, float]]]]:
+    """The forward steps and the undone changes of a path sweep, each as (label, seed -> test error %)."""
+    steps: dict[tuple[str, int, str], dict[int, float]] = {}
+    for job in sweep.jobs:
+        if job.path_step is None or not job.finished or job.seed is None:
+            continue
+        key = (
+            str(job.path_step.get("view", "forward")),
+            int(job.path_step.get("order", 0)),
+            str(job.path_step["label"]),
+        )
+        steps.setdefault(key, {})[job.seed] = job.test_error
+    forward = [(label, values) for (view, _, label), values in sorted(steps.items()) if view == "forward"]
+    reverse = [(label, values) for (view, _, label), values in sorted(steps.items()) if view == "reverse"]
+    return forward, reverse
