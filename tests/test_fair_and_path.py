@@ -285,6 +285,8 @@ def test_the_path_starts_at_lenet1998_under_the_factorial_s_protocol_and_ends_at
         assert start[key] == lenet1998[key]
     assert start["data"] | {"val_size": 0} == lenet1998["data"] | {"val_size": 0}
     assert start["data"]["val_size"] == default["data"]["val_size"] == 5000  # not the preset's own protocol
+    # the best-validation checkpoint is tested, as in the factorial
+    assert start["callbacks"]["model_checkpoint"] == default["callbacks"]["model_checkpoint"]
     assert start["trainer"]["max_epochs"] == 20 and start["path_step"]["order"] == 0
     end, modern = composed(FORWARD[-1]), composed("modern", "trainer.max_epochs=20")
     for key in ("activation", "pooling", "loss", "optimizer", "scheduler", "data", "trainer"):
@@ -438,6 +440,7 @@ def test_a_killed_tuned_sweep_resumes_in_its_dir_keeping_what_finished(tiny_fair
     assert len(new) == 1 and new[0].identity == stopped.identity and new[0].finished
     assert new[0].overrides["ckpt_path"].strip("'") == str(stopped.path.resolve())  # resumed from its checkpoint
     assert "Resuming from" in (new[0].path / "train.log").read_text()
-    write_report(sweep, sweep / "report2")
+    markdown = write_report(sweep, sweep / "report2")
     rows = {r["optimizer"]: r for r in read_csv(sweep / "report2" / "configurations.csv")}
     assert rows["adam"]["runs"] == "2/2"
+    assert f"| {stopped.path.name} | stopped; run again in {new[0].path.name} |" in markdown

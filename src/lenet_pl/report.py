@@ -379,15 +379,24 @@ def unfinished_section(jobs: list[Job]) -> list[str]:
     parts = ["## Runs without results (no metrics.json)"]
     if not unfinished:
         return [*parts, "None."]
-    rows = [
-        {
-            "job": j.path.name,
-            "status": f"failed: {j.failure}" if j.failure else "running, or stopped without a record",
-            "epochs logged": len(j.val_acc),
-            "last val acc": f"{100 * j.val_acc[-1]:.2f}" if j.val_acc else "-",
-        }
-        for j in unfinished
-    ]
+    later = {}  # a stopped job that a resumed sweep ran again (from its checkpoint, or afresh) in a later dir
+    for job in sorted(jobs, key=lambda j: j.num):
+        if job.finished or job.failure:
+            later[job.identity] = job
+    rows = []
+    for j in unfinished:
+        status = f"failed: {j.failure}" if j.failure else "running, or stopped without a record"
+        again = later.get(j.identity)
+        if not j.failure and again is not None and again.num > j.num:
+            status = f"stopped; run again in {again.path.name}"
+        rows.append(
+            {
+                "job": j.path.name,
+                "status": status,
+                "epochs logged": len(j.val_acc),
+                "last val acc": f"{100 * j.val_acc[-1]:.2f}" if j.val_acc else "-",
+            }
+        )
     columns = {"job": "job dir", "status": "status", "epochs logged": "epochs logged", "last val acc": "last val acc %"}
     return [*parts, _markdown_table(rows, columns)]
 
