@@ -20,6 +20,7 @@ single runs are untouched. Hydra calls the callback in two places:
 """
 
 import logging
+import shutil
 import sys
 import threading
 import time
@@ -153,14 +154,17 @@ class SweepWatch:
         from tqdm import tqdm
 
         if self._bar is None:
+            # A pseudo-terminal may report 0 x 0, and tqdm hides bars below a screen 0 rows high.
+            columns, rows = shutil.get_terminal_size((120, 24))
             self._bar = tqdm(
                 total=counts.total,
                 initial=counts.returned,
                 file=self.stream,
                 desc="sweep",
                 unit="job",
-                dynamic_ncols=True,
-                bar_format="{desc} {n_fmt}/{total_fmt} jobs |{bar:20}| {elapsed}<{remaining} {postfix}",
+                ncols=columns,
+                nrows=rows,
+                bar_format="{desc} {n_fmt}/{total_fmt} jobs |{bar:20}| {elapsed}<{remaining}{postfix}",
             )
         if counts.total is not None and self._bar.total != counts.total:
             self._bar.total = counts.total
@@ -173,6 +177,29 @@ class SweepWatch:
         else:
             self.stream.write(message + "\n")
             self.stream.flush()
+
+
+class _AboveTheBar:
+    """A console stream for log handlers: each write clears the progress bar first and redraws it after."""
+
+    def __init__(self, stream: TextIO, watch: SweepWatch) -> None:
+        self.stream, self.watch = stream, watch
+
+    def write(self, text: str) -> int:
+        bar = self.watch._bar
+        if bar is not None:
+            bar.clear()
+        written = self.stream.write(text)
+        self.stream.flush()
+        if bar is not None:
+            bar.refresh()
+        return written
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the stream's own
+        return getattr(self.stream, name)
 
 
 class JobOutput:
@@ -229,7 +256,8 @@ class SweepProgress(Callback):
         self._watch: SweepWatch | None = None
         self._job_output: JobOutput | None = None
         self._levels: dict[str, int] = {}
-        self._log_redirect: Any = None
+        self._wrapped: list[tuple[logging.StreamHandler, Any]] = []
+        self._saved_std: tuple[Any, Any] | None = None
 
     # The launchers pickle the callbacks to run jobs elsewhere: only the settings travel.
     def __getstate__(self) -> dict[str, Any]:
@@ -247,11 +275,7 @@ class SweepProgress(Callback):
                 self._levels[name] = logger.level
                 logger.setLevel(logging.WARNING)
         self._watch = SweepWatch(sweep_dir, stream, self.every_s)
-        if self._watch.bar_wanted:
-            from tqdm.contrib.logging import logging_redirect_tqdm
-
-            self._log_redirect = logging_redirect_tqdm()  # the sweeper's own log lines, above the bar
-            self._log_redirect.__enter__()
+        self._wrap_console_logging()
         stream.write(f"Sweep dir: {sweep_dir} (each job's output: <job dir>/train.log)\n")
         self._watch.start()
 
@@ -259,11 +283,33 @@ class SweepProgress(Callback):
         if self._watch is not None:
             self._watch.stop()
             self._watch = None
-        if self._log_redirect is not None:
-            self._log_redirect.__exit__(None, None, None)
-            self._log_redirect = None
+        self._unwrap_console_logging()
         for name, level in self._levels.items():
             logging.getLogger(name).setLevel(level)
+
+    def _wrap_console_logging(self) -> None:
+        """Make what the sweep process prints (the sweeper's log lines) clear the bar, print, and redraw it.
+
+        sys.stdout and sys.stderr are wrapped, so logging set up later (Hydra configures it again
+        for each launch, and per job with the basic launcher) binds to the wrappers; handlers set up
+        before are re-pointed.
+        """
+        if self._watch is None or not self._watch.bar_wanted:
+            return
+        self._saved_std = (sys.stdout, sys.stderr)
+        sys.stdout, sys.stderr = _AboveTheBar(sys.stdout, self._watch), _AboveTheBar(sys.stderr, self._watch)
+        consoles = {id(s): w for s, w in zip(self._saved_std, (sys.stdout, sys.stderr), strict=True)}
+        for handler in logging.root.handlers:
+            if isinstance(handler, logging.StreamHandler) and id(handler.stream) in consoles:
+                self._wrapped.append((handler, handler.setStream(consoles[id(handler.stream)])))
+
+    def _unwrap_console_logging(self) -> None:
+        if self._saved_std is not None:
+            sys.stdout, sys.stderr = self._saved_std
+            self._saved_std = None
+        for handler, stream in self._wrapped:
+            handler.setStream(stream)
+        self._wrapped = []
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.quiet or HydraConfig.get().mode != RunMode.MULTIRUN:
