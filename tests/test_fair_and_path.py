@@ -366,15 +366,17 @@ def test_path_sweep_configs_run_every_step_on_three_seeds():
 
 @pytest.fixture(scope="module")
 def tiny_fair(tmp_path_factory) -> tuple[Path, object, list[str]]:
-    """sweep=fair narrowed to tanh/avg/cross_entropy x sgd/adam, 2 rates each, seeds 0 and 1, on joblib.
+    """sweep=fair narrowed to tanh/avg/cross_entropy x sgd/adam, 2 rates each, seeds 0 and 1.
 
-    SGD's second rate (1e4) diverges: it loses the selection and the sweep goes on.
+    SGD's second rate (1e4) diverges: it loses the selection and the sweep goes on. The jobs run in
+    this process (the basic launcher: no worker start-up); test_sweeps.py runs joblib and submitit.
     """
     tmp = tmp_path_factory.mktemp("fair")
     root = write_dataset(tmp / "data")
     args = [
         "-m",
         "sweep=fair",
+        "hydra/launcher=basic",
         f"data.root={root}",
         "data.val_size=100",
         "trainer.max_epochs=1",
