@@ -260,7 +260,7 @@ def flat(config: dict, prefix: str = "") -> dict[str, object]:
 
 # What each step may change, besides `path_step` (and what hangs off a swapped group).
 STEP_CHANGES = {
-    "path1_adam": ("optimizer.", "scheduler.", "data.batch_size", "callbacks.sdlm_hessian."),
+    "path1_adam": ("optimizer.", "scheduler.", "data.batch_size", "callbacks.sdlm_curvature."),
     "path2_softmax": ("model.head.", "loss."),
     "path3_dense_c3": ("model.c3.",),
     "path4_max_pool": ("pooling.", "model.pooling."),
