@@ -1,12 +1,18 @@
 import gzip
+import hashlib
+import json
+from pathlib import Path
 
 import pytest
 import torch
-from torchvision.datasets import MNIST
+from torchvision.datasets import MNIST, FashionMNIST
 
-from conftest import synthetic_digits, write_dataset, write_idx
+from conftest import REPO, SHARED_MNIST, run_cli, synthetic_digits, write_dataset, write_idx
+from lenet_pl import data
 from lenet_pl.data import MNISTDataModule, TensorBatches, ensure_downloaded
 from lenet_pl.errors import ConfigError, DataError
+
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # apt-get install dataset-fashion-mnist
 
 
 def batches_of(loader):
@@ -119,14 +125,118 @@ def test_missing_data_without_download_says_where_to_put_the_files(tmp_path):
         ensure_downloaded(MNIST, tmp_path, download=False)
 
 
-def test_corrupt_gz_is_reported_with_its_md5_and_not_overwritten(tmp_path):
+def test_gz_with_other_content_is_reported_with_its_md5_and_not_overwritten(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     bad = raw / "train-images-idx3-ubyte.gz"
     bad.write_bytes(gzip.compress(b"not mnist"))
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz is corrupt or truncated: its md5 is [0-9a-f]{32}"):
+    with pytest.raises(
+        DataError,
+        match=r"train-images-idx3-ubyte.gz unpacks, but not to the original MNIST file: the md5 of its content is "
+        rf"{hashlib.md5(b'not mnist').hexdigest()}, the original's is 6bbc9ace898e44ae57da46a324031adb",
+    ):
         ensure_downloaded(MNIST, tmp_path)
     assert gzip.decompress(bad.read_bytes()) == b"not mnist"  # the user's file is left as it was
+
+
+def synthetic_originals(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """A small synthetic Fashion-MNIST taken as the original: its unpacked files' md5s become the
+    reference ones. Returns each file's unpacked content."""
+    write_dataset(folder, folder_name="unpacked", n_train=120, n_test=30)
+    contents = {p.name: p.read_bytes() for p in (folder / "unpacked" / "raw").iterdir()}
+    reference = {name: hashlib.md5(content).hexdigest() for name, content in contents.items()}
+    monkeypatch.setitem(data.CONTENT_MD5, "FashionMNIST", reference)
+    return contents
+
+
+def recompress(contents: dict[str, bytes], folder: Path) -> None:
+    """The files as a packager re-compresses them: another gzip level and timestamp than the originals."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in contents.items():
+        original = gzip.compress(content, compresslevel=9, mtime=0)
+        copy = gzip.compress(content, compresslevel=1, mtime=1_590_000_000)
+        assert copy != original and hashlib.md5(copy).hexdigest() != hashlib.md5(original).hexdigest()
+        (folder / f"{name}.gz").write_bytes(copy)
+
+
+def test_a_recompressed_copy_is_accepted_for_its_content_where_the_user_keeps_it(tmp_path, monkeypatch):
+    contents = synthetic_originals(tmp_path / "orig", monkeypatch)
+    mine = tmp_path / "usr" / "share" / "datasets" / "fashion-mnist"  # the four files directly in data.root
+    recompress(contents, mine)
+    before = sorted(p.name for p in mine.iterdir())
+    dm = MNISTDataModule(root=str(mine), dataset="fashion_mnist", val_size=20)
+    dm.prepare_data()
+    dm.setup()
+    assert [len(dm.splits[s][1]) for s in ("train", "val", "test")] == [100, 20, 30]
+    images, labels = synthetic_digits(30, seed=2)
+    assert torch.equal(dm.splits["test"][0], images) and torch.equal(dm.splits["test"][1], labels)
+    assert sorted(p.name for p in mine.iterdir()) == before  # the user's folder is only read
+    assert not (mine / "FashionMNIST").exists()
+
+
+def test_a_recompressed_copy_in_torchvisions_layout_is_unpacked_beside_itself(tmp_path, monkeypatch):
+    contents = synthetic_originals(tmp_path / "orig", monkeypatch)
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    recompress(contents, raw)
+    ensure_downloaded(FashionMNIST, tmp_path / "data", download=False)
+    assert {name: (raw / name).read_bytes() for name in contents} == contents
+    assert not list(raw.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other_data"])
+def test_a_damaged_copy_is_still_refused(tmp_path, monkeypatch, damage):
+    contents = synthetic_originals(tmp_path / "orig", monkeypatch)
+    mine = tmp_path / "mine"
+    recompress(contents, mine)
+    gz = mine / "t10k-labels-idx1-ubyte.gz"
+    if damage == "truncated":
+        gz.write_bytes(gz.read_bytes()[:-20])  # cut inside the stream: its end and checksum are gone
+        expected = r"t10k-labels-idx1-ubyte.gz is corrupt or truncated: it cannot be unpacked"
+    else:
+        labels = bytearray(contents["t10k-labels-idx1-ubyte"])
+        labels[-1] = (labels[-1] + 1) % 10  # one label changed, then compressed cleanly
+        gz.write_bytes(gzip.compress(bytes(labels)))
+        expected = r"t10k-labels-idx1-ubyte.gz unpacks, but not to the original FashionMNIST file"
+    dm = MNISTDataModule(root=str(mine), dataset="fashion_mnist", val_size=20)
+    with pytest.raises(DataError, match=expected):
+        dm.prepare_data()
+
+
+def test_real_mnist_recompressed_trains_through_the_cli_from_the_folder_holding_it(tmp_path):
+    if not all((SHARED_MNIST / f"{name}.gz").is_file() for name in data.CONTENT_MD5["MNIST"]):
+        pytest.skip(f"real MNIST not found in {SHARED_MNIST}")
+    mine = tmp_path / "my-mnist"
+    mine.mkdir()
+    for name in data.CONTENT_MD5["MNIST"]:
+        (mine / f"{name}.gz").write_bytes(gzip.compress(gzip.decompress((SHARED_MNIST / f"{name}.gz").read_bytes()), 1))
+    _train_one_small_epoch(tmp_path, mine)
+    assert sorted(p.name for p in mine.iterdir()) == sorted(f"{n}.gz" for n in data.CONTENT_MD5["MNIST"])
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_debians_fashion_mnist_trains_through_the_cli_from_where_the_package_puts_it(tmp_path):
+    metrics = _train_one_small_epoch(tmp_path, DEBIAN_FASHION, "data=fashion_mnist")
+    assert metrics["test/acc"] > 0.3  # 20 steps of Fashion-MNIST: well above chance
+
+
+def _train_one_small_epoch(tmp_path: Path, root: Path, *overrides: str) -> dict:
+    result = run_cli(
+        "lenet_pl.train",
+        f"data.root={root}",
+        *overrides,
+        "experiment=modern",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=20",
+        "trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        "callbacks=none",
+        "threads=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
 
 
 def test_truncated_idx_file_is_a_data_error(tmp_path):

@@ -114,19 +114,30 @@ def test_a_run_dir_names_its_last_checkpoint(reference_runs, tmp_path):
 
 
 KILL_DURING_SECOND_SAVE = """
-import os, signal, io, torch
-_save = torch.save
-def save(obj, f, *args, **kwargs):
-    name = str(getattr(f, "name", f))
-    folder = os.path.dirname(name)
-    if "last.ckpt" in os.path.basename(name) and os.path.exists(os.path.join(folder, "last.ckpt")):
-        buffer = io.BytesIO()
-        _save(obj, buffer, *args, **kwargs)
-        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-        f.flush()
+import builtins, io, os, signal
+_open = io.open
+class _HalfThenKilled:
+    def __init__(self, f):
+        self._f = f
+    def write(self, data):
+        self._f.write(bytes(data)[: len(data) // 2])
+        self._f.flush()
         os.kill(os.getpid(), signal.SIGKILL)
-    return _save(obj, f, *args, **kwargs)
-torch.save = save
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return self._f.__exit__(*exc)
+def open(file, mode="r", *args, **kwargs):
+    f = _open(file, mode, *args, **kwargs)
+    name = os.fsdecode(file) if isinstance(file, (str, bytes, os.PathLike)) else ""
+    folder, base = os.path.split(name)
+    # the checkpoint's bytes going to the temporary file beside last.ckpt, once a last.ckpt exists
+    if "w" in mode and base.startswith(".last.ckpt.") and os.path.exists(os.path.join(folder, "last.ckpt")):
+        return _HalfThenKilled(f)
+    return f
+builtins.open = io.open = open
 """
 
 
@@ -214,8 +225,8 @@ def test_in_a_multirun_a_diverging_job_fails_and_the_others_finish(tmp_path, dat
         "lenet_pl.train", "-m", *args, "threads=1", "optimizer.lr=1e4,0.05", f"hydra.sweep.dir={sweep}", cwd=tmp_path
     )
     assert result.returncode != 0
-    (bad,) = sweep.glob("*optimizer.lr=10000.0*")
-    (good,) = sweep.glob("*optimizer.lr=0.05*")
+    (bad,) = sweep.glob("*optimizer.lr-10000.0*")
+    (good,) = sweep.glob("*optimizer.lr-0.05*")
     assert "Training diverged" in json.loads((bad / "failure.json").read_text())["message"]
     assert metrics_of(good)["test/acc"] > 0.5
     assert "Training diverged at step" in result.stdout + result.stderr

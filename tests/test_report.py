@@ -153,20 +153,38 @@ def test_cli_prints_the_report_and_writes_it_under_the_sweep(tmp_path, capsys):
     ]
 
 
-@pytest.mark.parametrize("make", ["missing", "empty", "job_dir"])
+def write_single_runs(folder: Path) -> Path:
+    """A date folder of `python -m lenet_pl.train` runs (no -m), each finished, as Hydra leaves them."""
+    for i, activation in enumerate(("tanh", "relu")):
+        run = folder / f"12-00-0{i}"
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(f"- activation={activation}\n")
+        (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  mode: RUN\n  job:\n    name: train\n")
+        metrics = {"test/acc": 0.9, "val/acc_best": 0.9, "epochs": 1, "fit_seconds": 1.0}
+        (run / "metrics.json").write_text(json.dumps({"hparams": {}, "metrics": metrics}))
+    return folder
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "job_dir", "single_runs"])
 def test_cli_rejects_a_folder_that_is_not_a_sweep(tmp_path, make):
     if make == "missing":
         target = tmp_path / "nowhere"
     elif make == "empty":
         target = tmp_path / "empty"
         target.mkdir()
-    else:
+    elif make == "job_dir":
         target = write_sweep(tmp_path / "sweep") / "0_activation=tanh,optimizer=sgd,seed=0"
+    else:
+        target = write_single_runs(tmp_path / "outputs" / "2026-01-31")
     result = run_cli("lenet_pl.report", str(target), cwd=REPO)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ")
     assert str(target) in result.stderr
     assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # one paragraph
+    if make == "single_runs":
+        assert f"{target} is not a sweep: it holds single runs (12-00-00, 12-00-01)" in result.stderr
+        assert not (target / "report").exists()
 
 
 def test_axes_of_a_sweep_come_from_its_plan_before_every_value_has_run(tmp_path):

@@ -2,6 +2,9 @@
 
 import csv
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -10,9 +13,12 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+from PIL import Image
 
-from conftest import run_cli, write_dataset
+from conftest import run_cli, synthetic_digits, write_dataset
 from lenet_pl import CONFIG_DIR
+from lenet_pl.config import job_name, sweep_size
 
 
 def tiny_sweep_args(data_root: Path, sweep_dir: Path, *overrides: str) -> list[str]:
@@ -133,7 +139,7 @@ def test_report_on_the_ablation(tiny_ablation):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 job dirs of 4 jobs in the sweep; 3 finished, 1 failed, 0 running" in result.stdout
     failed = result.stdout.split("## Runs without results")[1].split("##")[0]
-    assert "0_activation=tanh" in failed and "1_activation" not in failed
+    assert "0_activation-tanh" in failed and "1_activation" not in failed
     assert "failed: ConfigError: data.eval_batch_size=0 is not allowed" in failed
 
     rows = read_csv(out / "configurations.csv")
@@ -192,3 +198,108 @@ def test_submitit_local_launcher_runs_a_job(tmp_path):
     # submitit ran it in its own process and kept its logs and result beside the sweep
     assert list((sweep / ".submitit").glob("*/*_0_result.pkl"))
     assert list((sweep / ".submitit").glob("*/*_0_log.out"))
+
+
+EXCLUDED = ["data.root", "ckpt_path"]
+
+
+@pytest.mark.parametrize(
+    ("num", "overrides", "size", "expected"),
+    [
+        (7, ["seed=0", "activation=relu", "loss=mse"], 48, "07_activation-relu+loss-mse+seed-0"),
+        (3, ["activation=relu"], 4, "3_activation-relu"),
+        (7, ["seed=0"], 1000, "007_seed-0"),
+        (7, ["seed=0"], None, "007_seed-0"),  # size unknown: three digits
+        (0, [], 2, "0"),
+        (1, ["optimizer.lr=1e-3", "seed=-1"], 2, "1_optimizer.lr-1e-3+seed--1"),
+        (
+            1,
+            ["optimizer.betas=[0.9,0.99]", "+trainer.profiler=simple"],
+            2,
+            "1_optimizer.betas-0.9_0.99+trainer.profiler-simple",
+        ),
+        (
+            1,
+            ["data.eval_batch_size=${hydra:job.num}", "~callbacks.model_graph"],
+            2,
+            "1_callbacks.model_graph-deleted+data.eval_batch_size-hydra_job.num",
+        ),
+        (1, ["data.root=/some/where", "ckpt_path=last", "note='a b/c'"], 2, "1_note-a_b_c"),
+    ],
+)
+def test_job_names_sort_and_survive_the_shell_and_hydras_grammar(num, overrides, size, expected):
+    name = job_name(num, overrides, EXCLUDED, size)
+    assert name == expected
+    assert shlex.quote(name) == name  # nothing the shell would interpret
+    parsed = OverridesParser.create().parse_override(f"ckpt_path=outputs/multirun/2026-01-31/12-00-00/{name}")
+    assert parsed.value() == f"outputs/multirun/2026-01-31/12-00-00/{name}"
+
+
+def test_job_numbers_are_padded_to_the_sweeps_size_so_they_sort():
+    names = [job_name(n, ["seed=0"], [], 48) for n in range(48)]
+    assert names[0] == "00_seed-0" and names[47] == "47_seed-0"
+    assert sorted(names) == names
+
+
+def test_a_long_job_name_is_cut_and_stays_unique():
+    long = [f"x{i}=" + "v" * 40 for i in range(10)]
+    name = job_name(3, long, [], 10)
+    assert len(name) < 255 and name != job_name(3, [*long[:-1], "x9=" + "w" * 40], [], 10)
+
+
+def test_sweep_size_reads_the_grid_or_the_number_of_trials(tmp_path):
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      activation: tanh,relu\n      seed: 0,1,2\n"
+        "  overrides:\n    task: [sweep=ablation, 'optimizer=sgd,adam,adamw', 'seed=0,1']\n"
+    )
+    assert sweep_size(tmp_path) == 2 * 3 * 2  # the command line narrowed the seeds, as in Hydra
+    assert sweep_size(tmp_path / "none") is None
+    assert sweep_size(tmp_path / "none", OmegaConf.create({"n_trials": 20})) == 20
+
+
+def test_sweep_job_dirs_work_as_ckpt_path_on_the_command_line_as_written(tmp_path):
+    """A real sweep; its job dir given, unquoted, to evaluate, predict, export and train (resume)."""
+    root = write_dataset(tmp_path / "data", n_train=600, n_test=100)
+    sweep = tmp_path / "sweep"
+    args = tiny_sweep_args(root, sweep, "activation=tanh,relu", "trainer.limit_train_batches=3", "threads=1")
+    result = run_cli("lenet_pl.train", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = sorted(p.name for p in sweep.iterdir() if (p / "checkpoints").is_dir())
+    assert names == [
+        "0_activation-tanh+data.val_size-100+logger-csv+threads-1+trainer.limit_train_batches-3+trainer.max_epochs-1",
+        "1_activation-relu+data.val_size-100+logger-csv+threads-1+trainer.limit_train_batches-3+trainer.max_epochs-1",
+    ]
+    job = sweep / names[1]
+
+    # through the shell, unquoted, as a user pastes it
+    command = f"{shlex.quote(sys.executable)} -m lenet_pl.evaluate ckpt_path={job} output_dir={tmp_path / 'eval'}"
+    evaluated = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert report["test/acc"] == pytest.approx(metrics(job)["metrics"]["test/acc"], abs=1e-6)
+
+    digit = Image.fromarray(synthetic_digits(1, seed=3)[0][0].numpy())
+    digit.save(tmp_path / "digit.png")
+    predicted = run_cli("lenet_pl.predict", f"ckpt_path={job}", f"inputs={tmp_path / 'digit.png'}", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert "digit.png" in predicted.stdout
+
+    exported = run_cli(
+        "lenet_pl.export", f"ckpt_path={job}", "format=torchscript", f"output={tmp_path / 'm.pt'}", cwd=tmp_path
+    )
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert (tmp_path / "m.pt").is_file()
+
+    resumed = run_cli(
+        "lenet_pl.train",
+        *[a for a in tiny_sweep_args(root, sweep) if a != "-m" and not a.startswith("hydra.sweep")],
+        "activation=relu",
+        "trainer.limit_train_batches=3",
+        "trainer.max_epochs=2",
+        f"ckpt_path={job}",
+        f"hydra.run.dir={tmp_path / 'resumed'}",
+        cwd=tmp_path,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from {job}/checkpoints/last.ckpt (epoch 0" in resumed.stdout + resumed.stderr
+    assert metrics(tmp_path / "resumed")["metrics"]["epochs"] == 2

@@ -122,14 +122,30 @@ def test_unknown_choice_fails_before_training_with_the_valid_options(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("override", "message"),
+    ("overrides", "message"),
     [
-        ("data.batch_size=0", "error: data.batch_size=0 is not allowed: it must be a whole number of at least 1."),
-        ("optimizer.lr=-0.5", "error: optimizer.lr=-0.5 is not allowed: the learning rate must be a positive number."),
+        (["data.batch_size=0"], "error: data.batch_size=0 is not allowed: it must be a whole number of at least 1."),
+        (
+            ["optimizer.lr=-0.5"],
+            "error: optimizer.lr=-0.5 is not allowed: the learning rate must be a positive number.",
+        ),
+        (["optimizer.momentum=-1"], "error: optimizer.momentum=-1 is not allowed: the momentum must be a number >= 0."),
+        (
+            ["optimizer=adam", "optimizer.betas=[0.9,1.5]"],
+            "error: optimizer.betas=[0.9, 1.5] is not allowed: give two numbers, each in [0, 1)",
+        ),
+        # refused by torch itself, reported through the one wrapper of every config node
+        (
+            ["+optimizer.nesterov=true"],
+            "error: optimizer.momentum=0.0, optimizer.nesterov=True are not allowed: torch.optim.SGD refuses them",
+        ),
+        # the model against the data set, when the run is built
+        (["data.image_size=28"], "error: model.input_size=32 does not fit data.image_size=28"),
+        (["model.num_classes=5"], "error: model.num_classes=5 does not fit the data: MNIST has 10 classes"),
     ],
 )
-def test_bad_value_is_one_paragraph_and_a_non_zero_exit(tmp_path, synthetic_root, override, message):
-    result = run_cli("lenet_pl.train", *tiny_args(synthetic_root, tmp_path / "run", override), cwd=tmp_path)
+def test_bad_value_is_one_paragraph_and_a_non_zero_exit(tmp_path, synthetic_root, overrides, message):
+    result = run_cli("lenet_pl.train", *tiny_args(synthetic_root, tmp_path / "run", *overrides), cwd=tmp_path)
     assert result.returncode == 1
     output = result.stdout + result.stderr
     assert message in output and "Traceback" not in output

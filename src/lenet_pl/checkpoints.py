@@ -12,8 +12,7 @@ saved state at the copies, so Lightning restores the best score and top-k bookke
 them when the checkpoint dir changes) and later top-k clean-ups delete only the copies.
 """
 
-import os
-import shutil
+import io
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lenet_pl.errors import ConfigError
+from lenet_pl.outputs import copy_atomically, write_atomically
 
 LAST = "last.ckpt"
 
@@ -30,23 +30,17 @@ LAST = "last.ckpt"
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write each checkpoint to a temporary file beside it, fsync, then rename it into place.
 
-    A kill while saving leaves the previous `last.ckpt` whole. Lightning's own save goes through
-    a temporary file in the system temp dir, which is a copy, not a rename, when the outputs
-    live on another file system (a cluster's shared disk, say).
+    A kill while saving, or a full disk, leaves the previous `last.ckpt` whole and no partial
+    file. Lightning's own save goes through a temporary file in the system temp dir, which is a
+    copy, not a rename, when the outputs live on another file system (a cluster's shared disk).
+    The checkpoint is serialised in memory first (LeNet's is under 1 MB): torch's file writer
+    reports a full disk as "file write failed", a plain write as the OSError it is.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomically(path, buffer.getbuffer())
 
 
 # Keys that may differ between a run and the run it resumes: where things are, how fast it runs, what to resume from.
@@ -178,7 +172,7 @@ def adopt_checkpoint(
         return resumed
     new_dir.mkdir(parents=True, exist_ok=True)
     for ckpt in Path(old_dir).glob("*.ckpt"):
-        shutil.copy2(ckpt, new_dir / ckpt.name)
+        copy_atomically(ckpt, new_dir / ckpt.name)
     for state in states:
         state.update(_rebase({k: v for k, v in state.items() if k != "dirpath"}, old_dir, str(new_dir)))
         state["dirpath"] = str(new_dir)

@@ -7,8 +7,11 @@ With `device="auto"` and a CUDA trainer the uint8 tensors themselves live on the
 batches are cut there and nothing crosses the PCIe bus during training.
 """
 
+import gzip
+import hashlib
 import math
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.datasets import MNIST, FashionMNIST
-from torchvision.datasets.utils import calculate_md5, check_integrity
 
 from lenet_pl.augment import AUGMENTATIONS
 from lenet_pl.errors import ConfigError, DataError
@@ -111,6 +113,25 @@ def resolve_device(device: str, training_device: torch.device | None = None) -> 
     return resolved
 
 
+# md5 of each file's unpacked content, the IDX data itself (published beside the originals). A copy
+# compressed differently, such as Debian's dataset-fashion-mnist package, which re-compresses the
+# original .gz files, is accepted for what it holds; a file whose data differs is refused.
+CONTENT_MD5: dict[str, dict[str, str]] = {
+    "MNIST": {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+    "FashionMNIST": {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
+}
+
+
 def _raw_folder(dataset: type[MNIST], root: str | Path) -> Path:
     return Path(root) / dataset.__name__ / "raw"
 
@@ -119,29 +140,80 @@ def _unpacked_names(dataset: type[MNIST]) -> list[str]:
     return [os.path.splitext(name)[0] for name, _ in dataset.resources]
 
 
-def ensure_downloaded(dataset: type[MNIST], root: str | Path, download: bool = True) -> None:
-    """Make sure `root/<Dataset>/raw/` holds the unpacked IDX files; raise DataError saying what to do if not.
+def data_folder(dataset: type[MNIST], root: str | Path) -> Path | None:
+    """The folder holding the data set's four files (each unpacked or as .gz), or None.
 
-    Uses torchvision for the download and md5 check. A `.gz` already there with the wrong md5
-    is reported rather than silently downloaded again.
+    Either `<root>/<Dataset>/raw/`, where torchvision downloads them, or `root` itself, so that
+    `data.root` can point straight at a copy the user has, e.g. /usr/share/datasets/fashion-mnist/.
+    """
+    for folder in (_raw_folder(dataset, root), Path(root)):
+        if all((folder / n).is_file() or (folder / f"{n}.gz").is_file() for n in _unpacked_names(dataset)):
+            return folder
+    return None
+
+
+def read_checked_gz(path: Path, dataset: type[MNIST]) -> bytes:
+    """The unpacked content of one of the data set's .gz files, checked against the original's md5.
+
+    What is checked is the data, not how it was compressed: any gzip level, timestamp or tool is
+    fine. A gzip stream that is cut short or damaged, or data other than the original's, is a DataError.
+    """
+    try:
+        content = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(
+            f"{path} is corrupt or truncated: it cannot be unpacked ({err}). Delete it and run again to "
+            "download a fresh copy, or replace it with a good copy of the original file."
+        ) from err
+    name = path.name.removesuffix(".gz")
+    expected = CONTENT_MD5.get(dataset.__name__, {}).get(name)
+    actual = hashlib.md5(content).hexdigest()
+    if expected is not None and actual != expected:
+        raise DataError(
+            f"{path} unpacks, but not to the original {dataset.__name__} file: the md5 of its content is {actual}, "
+            f"the original's is {expected} (how it was compressed does not matter). It is corrupt or another "
+            "file: delete it and run again to download a fresh copy, or replace it with a good copy."
+        )
+    return content
+
+
+def _unpack(content: bytes, path: Path) -> None:
+    """Write the unpacked file beside its .gz (via a temporary file and a rename), so later runs read it
+    directly; where that cannot be written, runs unpack the .gz in memory instead."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(content)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def ensure_downloaded(dataset: type[MNIST], root: str | Path, download: bool = True) -> None:
+    """Make sure the data set's four files are in `root/<Dataset>/raw/` or in `root` itself, checked;
+    raise a DataError saying what to do if not.
+
+    A .gz file counts when its unpacked content is the original's (`read_checked_gz`). In
+    `<root>/<Dataset>/raw/` it is then unpacked beside itself, as torchvision does; a folder of the
+    user's given as `root` is only read (runs unpack its .gz files in memory, ~1 s). Missing files are downloaded (and
+    md5-checked) by torchvision. A .gz already there that is not right is reported, never
+    silently downloaded again.
     """
     raw = _raw_folder(dataset, root)
-    if all((raw / name).is_file() for name in _unpacked_names(dataset)):
+    folder = data_folder(dataset, root) or raw
+    for name in _unpacked_names(dataset):
+        gz = folder / f"{name}.gz"
+        if not (folder / name).is_file() and gz.is_file():
+            content = read_checked_gz(gz, dataset)
+            if folder == raw:  # our own layout; a folder of the user's (data.root itself) is only read
+                _unpack(content, raw / name)
+    if data_folder(dataset, root) is not None:
         return
-    for name, md5 in dataset.resources:
-        path = raw / name
-        if path.is_file() and not check_integrity(str(path), md5):
-            raise DataError(
-                f"{path} is corrupt or truncated: its md5 is {calculate_md5(str(path))}, expected {md5}. "
-                "Delete it and run again to download a fresh copy, or replace it with a good copy of "
-                "the original file."
-            )
     names = ", ".join(name for name, _ in dataset.resources)
     if not download:
         raise DataError(
             f"{dataset.__name__} is not in {raw} and data.download=false. Put the four files ({names}, "
-            "or the same names without .gz) in that folder, point data.root at a folder that holds "
-            f"{dataset.__name__}/raw/, or set data.download=true."
+            f"or the same names without .gz) in that folder or directly in {root}, point data.root at the "
+            "folder that holds them (e.g. data.root=/usr/share/datasets/fashion-mnist), or set data.download=true."
         )
     try:
         dataset(str(root), train=True, download=True)  # fetches and checks all four files
@@ -149,27 +221,46 @@ def ensure_downloaded(dataset: type[MNIST], root: str | Path, download: bool = T
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise DataError(
             f"{dataset.__name__} is not in {raw} and downloading it failed ({reason}). Without a network, "
-            f"copy the four original files ({names}) into {raw}/ or point data.root at a folder that "
-            f"holds {dataset.__name__}/raw/, e.g. `python -m lenet_pl.train data.root=/path/to/data`; "
-            "torchvision checks their md5 and unpacks them."
+            f"copy the four original files ({names}) into {raw}/ or point data.root at the folder that "
+            "holds them (a copy compressed another way, such as Debian's, is fine), e.g. "
+            "`python -m lenet_pl.train data.root=/path/to/data`; their content is md5-checked."
         ) from err
 
 
+def parse_idx(data: bytes) -> Tensor:
+    """An IDX file of unsigned bytes (MNIST's format) as a uint8 tensor of the dimensions its header gives."""
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 3:
+        raise ValueError("it does not start with the header of an IDX file of unsigned bytes")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = 4 + 4 * ndim + math.prod(dims)
+    if len(data) != expected:
+        raise ValueError(f"it has {len(data)} bytes, its header announces {expected}")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=4 + 4 * ndim).view(*dims)
+
+
+def _read_idx(folder: Path, name: str) -> Tensor:
+    path = folder / name
+    return parse_idx(path.read_bytes() if path.is_file() else gzip.decompress((folder / f"{name}.gz").read_bytes()))
+
+
 def load_split(dataset: type[MNIST], root: str | Path, train: bool) -> tuple[Tensor, Tensor]:
-    """The train or test split as (uint8 images N x 28 x 28, int64 labels N), parsed by torchvision."""
-    raw = _raw_folder(dataset, root)
+    """The train or test split as (uint8 images N x 28 x 28, int64 labels N), read from wherever
+    `data_folder` finds the files (the unpacked file, else its .gz unpacked in memory)."""
+    folder = data_folder(dataset, root) or _raw_folder(dataset, root)
+    prefix = "train" if train else "t10k"
     try:
-        ds = dataset(str(root), train=train, download=False)
-        images, labels = ds.data, ds.targets
-    except Exception as err:
+        images = _read_idx(folder, f"{prefix}-images-idx3-ubyte")
+        labels = _read_idx(folder, f"{prefix}-labels-idx1-ubyte").long()
+    except (OSError, EOFError, ValueError, RuntimeError, zlib.error) as err:
         raise DataError(
-            f"Could not read the {dataset.__name__} files in {raw} ({type(err).__name__}: {err}). They are "
+            f"Could not read the {dataset.__name__} files in {folder} ({type(err).__name__}: {err}). They are "
             f"truncated or not IDX files: delete {', '.join(_unpacked_names(dataset))} there and run "
             "again to unpack or download fresh copies."
         ) from err
     if images.dim() != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or len(images) != len(labels):
         raise DataError(
-            f"The {dataset.__name__} files in {raw} hold {tuple(images.shape)} images and {len(labels)} "
+            f"The {dataset.__name__} files in {folder} hold {tuple(images.shape)} images and {len(labels)} "
             f"labels; expected N x {IMAGE_SIZE} x {IMAGE_SIZE} images with one label each."
         )
     return images, labels
@@ -179,7 +270,8 @@ class MNISTDataModule(L.LightningDataModule):
     """MNIST or Fashion-MNIST: a seeded train/val split of the 60k training images, and the 10k test set.
 
     Args:
-        root: folder holding `MNIST/raw/` (or `FashionMNIST/raw/`); downloaded there if missing.
+        root: folder holding `MNIST/raw/` (or `FashionMNIST/raw/`), downloaded there if missing, or
+            holding the four files itself (e.g. /usr/share/datasets/fashion-mnist).
         dataset: "mnist" or "fashion_mnist".
         batch_size: training batch size.
         eval_batch_size: batch size for validation and test (no effect on their results).

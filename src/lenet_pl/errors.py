@@ -13,6 +13,10 @@ class DataError(UserError, RuntimeError):
     """A data set that is missing, cannot be downloaded, or is corrupt."""
 
 
+class OutputError(UserError, RuntimeError):
+    """A run's output that could not be written: the disk is full or not writable (see lenet_pl.outputs)."""
+
+
 def user_message(err: BaseException) -> str:
     """The message to show for `err`: the UserError inside wrappers such as Hydra's InstantiationException."""
     cause: BaseException | None = err

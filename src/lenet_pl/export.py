@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from lenet_pl.errors import UserError
+from lenet_pl.outputs import write_atomically
 from lenet_pl.predict import describe_preprocessing
 from lenet_pl.trained import command_line, load_run
 
@@ -101,8 +102,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             "translates inexactly; try the other format."
         )
     output = Path(cfg.output or run.run_dir / "export" / f"{run.ckpt_path.stem}{suffix}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(data)
+    write_atomically(output, data)  # a failed write leaves no truncated model file behind
     return {
         "output": str(output),
         "format": cfg.format,

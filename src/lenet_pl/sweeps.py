@@ -183,6 +183,14 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
             f"{sweep_dir} holds no job dirs (sub-folders with .hydra/overrides.yaml). Give the dir of a "
             "multirun, e.g. outputs/multirun/<date>/<time>, not one of its jobs or its parent."
         )
+    single_runs = [job.path.name for job in jobs if _hydra_mode(job.path) == "RUN"]
+    if single_runs and not (sweep_dir / "multirun.yaml").is_file():
+        raise UserError(
+            f"{sweep_dir} is not a sweep: it holds single runs ({', '.join(sorted(single_runs)[:3])}"
+            f"{', ...' if len(single_runs) > 3 else ''}), each started without -m, not the jobs of one multirun, "
+            "so there are no axes to compare. Give the dir of a multirun, e.g. outputs/multirun/<date>/<time> "
+            "(`python -m lenet_pl.train -m ...` prints it), or compare single runs in TensorBoard."
+        )
     by_dir = {job.path.resolve(): job for job in jobs}
     for job in sorted(jobs, key=lambda j: j.num):
         resumed = job.overrides.get("ckpt_path", "").strip("'\"")
@@ -190,6 +198,14 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
         if earlier is not None and earlier is not job:
             job.val_by_epoch = earlier.val_by_epoch | job.val_by_epoch
     return sorted(jobs, key=lambda job: job.num)
+
+
+def _hydra_mode(job_dir: Path) -> str | None:
+    """RUN or MULTIRUN, as the job's .hydra/hydra.yaml records how it was started (None without the file)."""
+    path = job_dir / ".hydra" / "hydra.yaml"
+    if not path.is_file():
+        return None
+    return str((yaml.safe_load(path.read_text()) or {}).get("hydra", {}).get("mode") or "") or None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ python -m lenet_pl.train -m activation=tanh,relu pooling=avg,max
 import ctypes
 import json
 import logging
+import os
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +22,19 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from lenet_pl import CONFIG_DIR
 from lenet_pl.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
-from lenet_pl.config import run_hparams, validate
+from lenet_pl.config import instantiate_node, run_hparams, validate
 from lenet_pl.data import MNISTDataModule
-from lenet_pl.errors import UserError, user_message
+from lenet_pl.errors import OutputError, UserError, user_message
 from lenet_pl.model import format_layer_table, layer_table
-from lenet_pl.module import LeNetModule
+from lenet_pl.module import LeNetModule, check_model_fits_data
+from lenet_pl.outputs import disk_error, output_dirs, output_error, remove_unstarted_dirs, write_atomically
 
 log = logging.getLogger("lenet_pl")
 
@@ -66,21 +69,12 @@ def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTD
     """The data module, LightningModule and Trainer of the run `cfg` describes (train and bench share this)."""
     configure_process(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    scheduler = cfg.scheduler.get("scheduler")
-    module = LeNetModule(
-        net=instantiate(cfg.model),
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(scheduler) if scheduler else None,
-        scheduler_interval=cfg.scheduler.get("interval", "epoch"),
-        num_classes=cfg.model.num_classes,
-        compile=cfg.get("compile", False),
-        channels_last=cfg.get("channels_last", False),
-        config=OmegaConf.to_container(cfg, resolve=True),
-    )
-    loggers = [instantiate(c) for c in cfg.logger.values()]
-    all_callbacks = [instantiate(c) for c in cfg.callbacks.values()] + list(callbacks)
+    datamodule = instantiate_node(cfg, "data")
+    # Built from the resolved config alone, the way load_from_checkpoint rebuilds it from a checkpoint.
+    module = LeNetModule(config=OmegaConf.to_container(cfg, resolve=True))
+    check_model_fits_data(module, datamodule)
+    loggers = [instantiate_node(cfg, f"logger.{name}") for name in cfg.logger]
+    all_callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks] + list(callbacks)
     if not loggers:  # logger=none: LearningRateMonitor refuses to run without a logger, and has nothing to do
         all_callbacks = [c for c in all_callbacks if not isinstance(c, LearningRateMonitor)]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback with the bar off
@@ -95,7 +89,7 @@ def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTD
                 ", ".join(f"{type(c).__name__}(monitor={c.monitor!r})" for c in dropped),
             )
     no_validation = {} if datamodule.has_validation else {"limit_val_batches": 0}  # and no empty-loader warning
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=all_callbacks, **no_validation)
+    trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers, callbacks=all_callbacks, **no_validation)
     return datamodule, module, trainer
 
 
@@ -153,7 +147,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         else:
             logger.log_hyperparams(hparams)
         logger.finalize("success")  # test() already closed it: without this the write may be lost at exit
-    (output_dir / "metrics.json").write_text(json.dumps({"hparams": hparams, "metrics": metrics}, indent=2))
+    write_atomically(
+        output_dir / "metrics.json", json.dumps({"hparams": hparams, "metrics": metrics}, indent=2).encode()
+    )
     return metrics
 
 
@@ -162,17 +158,108 @@ def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
     except Exception as err:
-        # failure.json tells `lenet_pl.report` that this run failed, rather than is still running.
-        output_dir = Path(HydraConfig.get().runtime.output_dir)
-        failure = {"error": type(err).__name__, "message": user_message(err)}
-        (output_dir / "failure.json").write_text(json.dumps(failure, indent=2))
-        if not isinstance(err, UserError | HydraException) or HydraConfig.get().mode == RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        output_dir = Path(hydra_cfg.runtime.output_dir)
+        if (disk := disk_error(err, output_dir)) is not None:
+            resumed = resolve_checkpoint_quietly(cfg)
+            err = output_error(
+                disk,
+                output_dir,
+                list(hydra_cfg.overrides.task),
+                [output_dir / "checkpoints", *([resumed.parent] if resumed else [])],
+            )
+        record_failure(output_dir, err)
+        if not isinstance(err, UserError | HydraException):
             raise  # a bug shows its traceback; in a sweep Hydra runs the other jobs, then exits non-zero
         log.error("error: %s", user_message(err))
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise err from None  # the job fails; the sweep goes on, and `cli` reports it at the end
         sys.exit(1)
     # Sweepers (Optuna) optimise the returned value.
     return metrics.get(cfg.get("optimized_metric"))
 
 
+def resolve_checkpoint_quietly(cfg: DictConfig) -> Path | None:
+    """The checkpoint the run resumed from, if any (it is still good when the run's own copies are not)."""
+    try:
+        return resolve_checkpoint(cfg.get("ckpt_path"), cfg, cfg.paths.output_root, cfg.paths.output_dir)
+    except UserError:
+        return None
+
+
+def record_failure(output_dir: Path, err: BaseException) -> None:
+    """failure.json tells `lenet_pl.report` that this run failed, rather than is still running; on a
+    full disk it may not be written either, which the report then shows as "stopped without a record"."""
+    failure = {"error": type(err).__name__, "message": user_message(err)}
+    try:
+        write_atomically(output_dir / "failure.json", json.dumps(failure, indent=2).encode())
+    except OSError as write_err:
+        log.warning("could not write %s: %s", output_dir / "failure.json", write_err.strerror)
+
+
+def cli() -> None:
+    """`python -m lenet_pl.train`: Hydra's app, with every user error reported as one paragraph, exit 1.
+
+    Hydra prints an error raised outside the run itself (its run dir, logs and .hydra files not
+    writable; a failed sweep job, re-raised once all jobs ran) as a traceback. Here Hydra lets it
+    through instead (HYDRA_FULL_ERROR=1), and a user's error (bad input, a full or read-only disk)
+    is printed as one paragraph; a bug still shows its traceback. HYDRA_FULL_ERROR=1 set by the
+    user keeps Hydra's own behaviour: full tracebacks.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    # A full disk also fails TensorBoard's writer thread and the train.log handler, which would each
+    # print a traceback of their own; the run's own error (below) says what happened, once.
+    threading.excepthook = _quiet_about_the_disk(threading.excepthook)
+    logging.raiseExceptions = False
+    try:
+        main()
+    except Exception as err:
+        message = _user_facing(err)
+        if message is None:
+            raise
+        sweep = "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]
+        if sweep:
+            message = f"a job of the sweep failed (the others ran; each failed job's dir holds failure.json): {message}"
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _quiet_about_the_disk(
+    hook: Callable[[threading.ExceptHookArgs], Any],
+) -> Callable[[threading.ExceptHookArgs], Any]:
+    """`hook`, except for a thread that died of a full or read-only disk: the main thread reports that."""
+
+    def quiet(args: threading.ExceptHookArgs) -> Any:
+        if disk_error(args.exc_value) is None:
+            return hook(args)
+        return None
+
+    return quiet
+
+
+def _user_facing(err: BaseException) -> str | None:
+    """The one-paragraph message for an error the user can fix, or None for a bug."""
+    if isinstance(err, OutputError):
+        return str(err)
+    if (disk := disk_error(err)) is not None:  # before the run started: its dir, logs or .hydra files
+        folder = output_dirs[-1] if output_dirs else None
+        removed = remove_unstarted_dirs()
+        message = str(output_error(disk, folder, started=False))
+        if removed:
+            message += (
+                f" Its folder, which held only Hydra's start-up files, was removed: {', '.join(map(str, removed))}."
+            )
+        return message
+    if isinstance(err, UserError):
+        return user_message(err)
+    if isinstance(err, HydraException):  # composition: an unknown choice, a malformed override
+        cause = err.__cause__
+        return str(err).strip() + (f"\n{cause}" if isinstance(cause, OmegaConfBaseException) else "")
+    return None
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -1,10 +1,11 @@
 """Load a trained run (its network, loss and data config) from a run dir or a .ckpt file.
 
 Shared by evaluate, predict and export. A checkpoint describes itself: `LeNetModule` stores the
-run's resolved config in it, so the model is rebuilt exactly as trained, whatever parts
-(activation, pooling, head) the run used. The file is read with `torch.load(weights_only=True)`
-(`lenet_pl.checkpoints.load_checkpoint`), which unpickles only tensors and plain values, never
-code, so a downloaded checkpoint cannot run anything on load.
+run's resolved config in it, so `LeNetModule.load_from_checkpoint` rebuilds the model exactly as
+trained, whatever parts (activation, pooling, head) the run used. The file is read with
+`torch.load(weights_only=True)`, which unpickles only tensors and plain values, never code, so a
+downloaded checkpoint cannot run anything on load; `lenet_pl.checkpoints.load_checkpoint` reads
+it first, to refuse a file that is not a checkpoint of this project in one paragraph.
 """
 
 import json
@@ -23,6 +24,8 @@ from lenet_pl.checkpoints import load_checkpoint
 from lenet_pl.config import compose_config
 from lenet_pl.data import MNISTDataModule
 from lenet_pl.errors import UserError, user_message
+from lenet_pl.module import LeNetModule
+from lenet_pl.outputs import disk_error, what_failed
 
 
 @dataclass
@@ -92,28 +95,20 @@ def load_run(path: str | Path, data_root: str | None = None) -> TrainedRun:
             f"{ckpt_path} has no run config in its hyper-parameters, so the model cannot be rebuilt: "
             "it was not written by lenet_pl.train (LeNetModule stores the config under 'config')."
         )
+    try:
+        # The one way a run is rebuilt: LeNetModule builds model, loss and optimizer from the stored config.
+        module = LeNetModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    except RuntimeError as err:  # load_state_dict: names or shapes differ
+        reason = " ".join(str(err).split())
+        raise UserError(f"The weights in {ckpt_path} do not fit the model its config describes: {reason}") from err
+    except (HydraException, TypeError) as err:
+        raise UserError(f"Could not rebuild the model of {ckpt_path} from its config: {user_message(err)}") from err
+    module.eval()
     cfg = OmegaConf.create(config)
     if data_root is not None:
         cfg.data.root = data_root
-    try:
-        net, loss = instantiate(cfg.model), instantiate(cfg.loss)
-    except HydraException as err:
-        raise UserError(f"Could not rebuild the model of {ckpt_path} from its config: {err}") from err
-
-    # The module's state dict holds the network under "net." and, for losses with parameters, "loss.".
-    state = checkpoint["state_dict"]
-    for prefix, part in (("net.", net), ("loss.", loss)):
-        part_state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-        if isinstance(part, nn.Module) and (part_state or prefix == "net."):
-            try:
-                part.load_state_dict(part_state)
-            except RuntimeError as err:
-                raise UserError(f"The weights in {ckpt_path} do not fit the model its config describes: {err}") from err
-    net.eval()
-    if isinstance(loss, nn.Module):
-        loss.eval()
     run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
-    return TrainedRun(ckpt_path, run_dir, cfg, net, loss, int(checkpoint.get("global_step", 0)))
+    return TrainedRun(ckpt_path, run_dir, cfg, module.net, module.loss, int(checkpoint.get("global_step", 0)))
 
 
 def command_line(config_name: str, job: Callable[[DictConfig], int], argv: list[str] | None = None) -> int:
@@ -133,3 +128,13 @@ def command_line(config_name: str, job: Callable[[DictConfig], int], argv: list[
     except (HydraException, UserError) as err:
         print(f"error: {user_message(err)}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if (disk := disk_error(err)) is None:
+            raise
+        message, _ = what_failed(disk)
+        print(
+            f"error: {message} Free some space or make it writable, or have the command write elsewhere "
+            "(evaluate: output_dir=..., export: output=...), and run it again.",
+            file=sys.stderr,
+        )
+        return 1

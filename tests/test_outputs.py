@@ -1,0 +1,275 @@
+"""A full or read-only output disk, at any point of a run: one paragraph, the last good checkpoint, no partial files.
+
+The disk is a small tmpfs where this machine lets the tests mount one (root, Linux); elsewhere, and
+for faults at one chosen file, a sitecustomize in the run's process makes writes fail the same way.
+"""
+
+import errno
+import json
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli, tiny_args, write_dataset
+from lenet_pl.errors import OutputError
+from lenet_pl.outputs import disk_error, last_good_checkpoint, output_error, write_atomically
+
+# Loaded into the run's process through PYTHONPATH: writes under LENET_TEST_DISK fail once the files
+# there hold LENET_TEST_DISK_BYTES (a full disk), or at once with LENET_TEST_DISK_READ_ONLY=1; writes to
+# files matching LENET_TEST_FAIL_GLOB fail with ENOSPC wherever they are.
+FAULTS = r'''
+import builtins, errno, fnmatch, io, os
+
+_open, _mkdir = io.open, os.mkdir
+_folder = os.path.realpath(os.environ.get("LENET_TEST_DISK", "/nonexistent"))
+_capacity = int(os.environ.get("LENET_TEST_DISK_BYTES", "0")) or None
+_read_only = os.environ.get("LENET_TEST_DISK_READ_ONLY") == "1"
+_glob = os.environ.get("LENET_TEST_FAIL_GLOB")
+
+
+def _inside(path):
+    path = os.path.realpath(os.fsdecode(path))
+    return path == _folder or path.startswith(_folder + os.sep)
+
+
+def _used():
+    total = 0
+    for folder, _, files in os.walk(_folder):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(folder, name))
+            except OSError:
+                pass
+    return total
+
+
+def _fail(code, path=None):
+    raise OSError(code, os.strerror(code), *([os.fsdecode(path)] if path is not None else []))
+
+
+class _Limited:
+    """A file whose writes fail once the folder is full, as on a full disk."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, data):
+        if _used() + len(data) > _capacity:
+            _fail(errno.ENOSPC)
+        return self._f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._f.__exit__(*exc)
+
+    def __iter__(self):
+        return iter(self._f)
+
+
+def open(file, mode="r", *args, **kwargs):
+    if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+"):
+        if _glob and fnmatch.fnmatch(os.fsdecode(file), _glob):
+            _fail(errno.ENOSPC, file)
+        if _inside(file):
+            if _read_only:
+                _fail(errno.EROFS, file)
+            if _capacity:
+                return _Limited(_open(file, mode, *args, **kwargs))
+    return _open(file, mode, *args, **kwargs)
+
+
+def mkdir(path, *args, **kwargs):
+    if _read_only and _inside(path):
+        _fail(errno.EROFS, path)
+    return _mkdir(path, *args, **kwargs)
+
+
+builtins.open = io.open = open
+os.mkdir = mkdir
+'''
+
+CHECKPOINT_KB = 260  # a checkpoint of the default LeNet-5 (weights, metric states): ~258 KB
+
+
+def faults_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    hook = tmp_path / "faults_hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(FAULTS)
+    env = dict(os.environ, **settings)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH")]))
+    return env
+
+
+def can_mount() -> bool:
+    return os.name == "posix" and os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+@contextmanager
+def small_disk(
+    tmp_path: Path, kbytes: int, read_only: bool = False, emulate: bool = False
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A disk of `kbytes` mounted at tmp_path/disk (tmpfs), or emulated; yields (its folder, the run's env)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not emulate and can_mount():
+        options = f"size={kbytes}k" + (",ro" if read_only else "")
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)], capture_output=True)
+        if mounted.returncode == 0:
+            try:
+                yield disk, dict(os.environ)
+            finally:
+                subprocess.run(["umount", "-l", str(disk)], check=False)
+            return
+    settings = {"LENET_TEST_DISK": str(disk), "LENET_TEST_DISK_BYTES": str(kbytes * 1024)}
+    if read_only:
+        settings["LENET_TEST_DISK_READ_ONLY"] = "1"
+    yield disk, faults_env(tmp_path, **settings)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("data"), n_train=700, n_test=100)
+
+
+def one_paragraph_error(result: subprocess.CompletedProcess) -> str:
+    """The `error: ...` line the run printed (its log, or stderr); fails the test on a traceback or a zero exit."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "Traceback" not in output and "Logging error" not in output, output[-3000:]
+    *_, line = [line for line in output.splitlines() if "error: " in line]  # a sweep: its summary, last
+    return line.split("error: ", 1)[1]
+
+
+def assert_no_partial_files(folder: Path) -> None:
+    assert not [p for p in folder.rglob(".*.tmp")], "a temporary file was left"
+    for ckpt in folder.rglob("*.ckpt"):
+        torch.load(ckpt, weights_only=True)  # every checkpoint left is whole
+
+
+@pytest.mark.parametrize("disk_kind", ["tmpfs", "emulated"])
+def test_full_disk_while_saving_a_checkpoint_names_the_last_good_one_and_how_to_resume(tmp_path, data_root, disk_kind):
+    if disk_kind == "tmpfs" and not can_mount():
+        pytest.skip("mounting a tmpfs needs root on Linux; the emulated disk covers the same")
+    # Room for epoch 0's two checkpoints (best and last), not for a third one in epoch 1.
+    with small_disk(tmp_path, 2 * CHECKPOINT_KB + 120, emulate=disk_kind == "emulated") as (disk, env):
+        run = disk / "run"
+        args = tiny_args(data_root, run, "logger=csv", "threads=1", "trainer.limit_train_batches=4")
+        message = one_paragraph_error(run_cli("lenet_pl.train", *args, cwd=tmp_path, env=env))
+        assert message.startswith(f"Could not write {run}/checkpoints/")
+        assert ": the disk is full (No space left on device)." in message
+        last = run / "checkpoints" / "last.ckpt"
+        assert f"The last good checkpoint is {last} (epoch 0, step 4); no partial checkpoint was left." in message
+        assert_no_partial_files(run)
+        failure = json.loads((run / "failure.json").read_text())
+        assert failure["error"] == "OutputError" and failure["message"] == message
+        command = shlex.split(message.split("resume with: ", 1)[1])
+        assert command[:3] == ["python", "-m", "lenet_pl.train"] and command[-1] == f"ckpt_path={last}"
+        if disk_kind == "tmpfs":  # make room, then resume exactly as the message says
+            subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+            resumed = run_cli(*command[2:], f"hydra.run.dir={disk / 'resumed'}", cwd=tmp_path, env=env)
+            assert resumed.returncode == 0, resumed.stderr[-3000:]
+            assert f"Resuming from {last} (epoch 0, step 4)" in resumed.stdout + resumed.stderr
+            assert json.loads((disk / "resumed" / "metrics.json").read_text())["metrics"]["epochs"] == 2
+
+
+def test_full_disk_before_the_run_starts_leaves_nothing(tmp_path, data_root):
+    with small_disk(tmp_path, 16) as (disk, env):
+        (disk / "filler").write_bytes(b"\0" * 12 * 1024)  # 4 KB left: not enough for Hydra's .hydra/ files
+        run = disk / "outputs" / "run"
+        message = one_paragraph_error(run_cli("lenet_pl.train", *tiny_args(data_root, run), cwd=tmp_path, env=env))
+        assert f"Could not write {run}" in message or f"Could not write to {run}" in message
+        assert "the disk is full (No space left on device). Nothing was run: free some space, or set " in message
+        assert not run.exists()  # Hydra's half-written start-up files went with the folder
+
+
+def test_read_only_output_folder_is_said_to_be_read_only(tmp_path, data_root):
+    with small_disk(tmp_path, 64, read_only=True) as (disk, env):
+        args = tiny_args(data_root, disk / "outputs" / "run")
+        message = one_paragraph_error(run_cli("lenet_pl.train", *args, cwd=tmp_path, env=env))
+        assert message.startswith(f"Could not write {disk}/outputs")
+        assert "the file system is read-only (Read-only file system). Nothing was run: make it writable, or " in message
+
+
+def test_full_disk_at_tensorboards_event_file_is_one_paragraph(tmp_path, data_root):
+    run = tmp_path / "run"
+    env = faults_env(tmp_path, LENET_TEST_FAIL_GLOB="*/events.out.tfevents.*")
+    args = tiny_args(data_root, run, "logger=tensorboard", "threads=1", "trainer.limit_train_batches=4")
+    message = one_paragraph_error(run_cli("lenet_pl.train", *args, cwd=tmp_path, env=env))
+    assert message.startswith(f"Could not write {run}/events.out.tfevents.")
+    assert "the disk is full" in message and "No checkpoint had been written yet" in message
+    assert_no_partial_files(run)
+
+
+def test_in_a_sweep_a_job_that_cannot_write_metrics_fails_like_any_failed_job(tmp_path, data_root):
+    """metrics.json, the last file a run writes: both jobs fail, are recorded and reported; nothing partial."""
+    sweep = tmp_path / "sweep"
+    env = faults_env(tmp_path, LENET_TEST_FAIL_GLOB="*metrics.json*")  # its temporary file
+    args = [a for a in tiny_args(data_root, sweep, "logger=csv", "threads=1") if not a.startswith("hydra.run")]
+    result = run_cli(
+        "lenet_pl.train",
+        "-m",
+        *args,
+        "trainer.max_epochs=1",
+        "seed=1,2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env=env,
+    )
+    message = one_paragraph_error(result)
+    assert message.startswith("a job of the sweep failed (the others ran; each failed job's dir holds failure.json)")
+    assert "metrics.json: the disk is full" in message and "The last good checkpoint is " in message
+    jobs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
+    assert [p.name.split("_")[0] for p in jobs] == ["0", "1"]
+    for job in jobs:
+        assert not (job / "metrics.json").exists()
+        assert json.loads((job / "failure.json").read_text())["error"] == "OutputError"
+        assert_no_partial_files(job)
+    report = run_cli("lenet_pl.report", str(sweep), cwd=tmp_path)
+    assert "2 finished" not in report.stdout and "0 finished, 2 failed" in report.stdout
+
+
+def test_write_atomically_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as raised:
+        write_atomically(target, b"new")
+    assert raised.value.filename == str(target) and raised.value.errno == errno.ENOSPC
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_only_write_problems_of_the_outputs_count_as_disk_errors(tmp_path):
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert disk_error(RuntimeError("wrapped").with_traceback(None), tmp_path) is None
+    wrapped = RuntimeError("while saving")
+    wrapped.__cause__ = full
+    assert disk_error(wrapped, tmp_path) is full
+    assert disk_error(PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "run" / "x")), tmp_path)
+    assert disk_error(PermissionError(errno.EACCES, "Permission denied", "/data/mnist/x"), tmp_path) is None
+    assert disk_error(FileNotFoundError(errno.ENOENT, "No such file", str(tmp_path)), tmp_path) is None
+
+
+def test_the_last_good_checkpoint_skips_a_damaged_one(tmp_path):
+    good, damaged = tmp_path / "epoch001.ckpt", tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}, "epoch": 1, "global_step": 40}, good)
+    damaged.write_bytes(good.read_bytes()[:100])  # newer, but cut short
+    assert last_good_checkpoint([tmp_path]) == (good, 1, 40)
+    error = output_error(OSError(errno.ENOSPC, "No space left on device", "x.ckpt"), tmp_path, ["seed=1"], [tmp_path])
+    assert isinstance(error, OutputError)
+    assert f"resume with: python -m lenet_pl.train seed=1 ckpt_path={good}" in str(error)
