@@ -21,7 +21,7 @@ from lenet_pl.train import build
 PRESETS = {
     "default": [],
     "modern": ["experiment=modern"],
-    "lenet1998": ["experiment=lenet1998", "callbacks.sdlm_hessian.samples=50", "data.batch_size=50"],
+    "lenet1998": ["experiment=lenet1998", "callbacks.sdlm_curvature.samples=50", "data.batch_size=50"],
 }
 
 
