@@ -105,7 +105,7 @@ def test_multirun_puts_each_job_under_one_sweep_dir_named_by_its_overrides(tmp_p
     assert len(jobs) == 4
     for activation in ("tanh", "relu"):
         for pooling in ("avg", "max"):
-            (job,) = [j for j in jobs if f"activation={activation}" in j and f"pooling={pooling}" in j]
+            (job,) = [j for j in jobs if f"activation-{activation}" in j and f"pooling-{pooling}" in j]
             run = sweep / job
             assert logged_hparams(events(run))["activation"] == activation
             assert json.loads((run / "metrics.json").read_text())["hparams"]["pooling"] == pooling
