@@ -345,6 +345,7 @@ def sdlm_steps_on_real_mnist(root, seed: int, steps: int = 200) -> tuple[tuple, 
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        limit_val_batches=0,  # the preset has no validation split
         accelerator="cpu",
     )
     trainer.fit(module, datamodule=data)
