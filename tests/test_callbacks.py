@@ -48,6 +48,7 @@ def test_each_callback_is_switched_off_by_removing_its_config(tmp_path: Path):
         "~callbacks.weight_histograms",
         "~callbacks.model_graph",
         "~callbacks.confusion_matrix",
+        "~callbacks.inside_view",
     ]
     result = run_cli("lenet_pl.train", *tiny_args(root, run_dir, *overrides), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -82,20 +82,24 @@ def test_table_has_one_row_per_configuration_with_mean_and_std_over_seeds(tmp_pa
     assert float(rows["tanh", "sgd"]["fit_seconds_mean"]) == 12.0
 
 
-def test_main_effects_pair_runs_that_differ_in_one_axis(tmp_path):
+def test_main_effects_pair_runs_that_differ_in_one_axis_with_a_t_interval_over_seeds(tmp_path):
     write_report(write_sweep(tmp_path / "sweep"), tmp_path / "out")
     effects = {r["axis"]: r for r in read_csv(tmp_path / "out" / "effects.csv")}
     assert set(effects) == {"activation", "optimizer"}
     assert effects["activation"]["change"] == "tanh -> relu"
     assert float(effects["activation"]["test_error_change_mean"]) == pytest.approx(-1.0)
-    assert float(effects["activation"]["test_error_change_std"]) == pytest.approx(0.0)
+    assert float(effects["activation"]["ci95_low"]) == pytest.approx(-1.0)  # -1 in every pair: no spread
+    assert float(effects["activation"]["ci95_high"]) == pytest.approx(-1.0)
     assert effects["activation"]["pairs"] == "4"
-    # sgd -> adam: -3, -5, -3, -5 over the four (activation, seed) pairs
+    # sgd -> adam: -3, -3 on seed 0 and -5, -5 on seed 1 (over tanh and relu): per seed -3 and -5,
+    # mean -4, 95% t-interval with 1 degree of freedom: -4 +- 12.706 * sqrt(2) / sqrt(2)
     assert float(effects["optimizer"]["test_error_change_mean"]) == pytest.approx(-4.0)
-    assert float(effects["optimizer"]["test_error_change_std"]) == pytest.approx(1.1547, abs=1e-3)
+    assert float(effects["optimizer"]["ci95_low"]) == pytest.approx(-4.0 - 12.7062, abs=1e-3)
+    assert float(effects["optimizer"]["ci95_high"]) == pytest.approx(-4.0 + 12.7062, abs=1e-3)
+    assert effects["optimizer"]["seeds"] == "2" and effects["optimizer"]["pairs"] == "4"
     assert effects["optimizer"]["pairs_better"] == "4"
     markdown = (tmp_path / "out" / "report.md").read_text()
-    assert "| optimizer | sgd -> adam | -4.00 | 1.15 | 4 | 4 |" in markdown
+    assert "| optimizer | sgd -> adam | -4.00 | [-16.71, +8.71] | 2 | 4 | 4 |" in markdown
 
 
 def test_partial_sweep_lists_failed_unfinished_and_unstarted_jobs(tmp_path):
@@ -124,7 +128,7 @@ def test_partial_sweep_lists_failed_unfinished_and_unstarted_jobs(tmp_path):
 
 def test_plots_are_png_images(tmp_path):
     write_report(write_sweep(tmp_path / "sweep"), tmp_path / "out")
-    for name in ("val_acc.png", "effects.png"):
+    for name in ("val_acc.png", "effects.png", "budget.png", "interactions.png"):
         path = tmp_path / "out" / name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         height, width, _ = matplotlib.image.imread(path).shape
@@ -137,9 +141,13 @@ def test_cli_prints_the_report_and_writes_it_under_the_sweep(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"# Sweep report: {sweep}")
     assert sorted(p.name for p in (sweep / "report").iterdir()) == [
+        "budget.csv",
+        "budget.png",
         "configurations.csv",
         "effects.csv",
         "effects.png",
+        "interactions.csv",
+        "interactions.png",
         "report.md",
         "val_acc.png",
     ]

@@ -125,6 +125,11 @@ def test_ablation_on_joblib_runs_every_job_and_records_the_failed_one(tiny_ablat
     ]
     assert all(m["hparams"]["optimizer"] == "adam" and m["hparams"]["seed"] == 0 for m in finished)
     assert all(0 <= m["metrics"]["test/acc"] <= 1 and m["metrics"]["epochs"] == 1 for m in finished)
+    # the console holds one progress line per change, not the jobs' layer tables; each job's log holds those
+    assert "LeNet-5 layers" not in result.stdout + result.stderr
+    assert "sweep: 4/4 jobs returned (1 failed, 0 running; best val acc" in result.stderr
+    assert "LeNet-5 layers" in (job_dirs[1] / "train.log").read_text()
+    assert "ConfigError: data.eval_batch_size=0 is not allowed" in (job_dirs[0] / "train.log").read_text()
 
 
 def test_report_on_the_ablation(tiny_ablation):
@@ -188,6 +193,8 @@ def test_submitit_local_launcher_runs_a_job(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (job_dir,) = [p for p in sweep.iterdir() if (p / "metrics.json").is_file()]
     assert metrics(job_dir)["metrics"]["epochs"] == 1
+    assert "sweep: 1/1 jobs returned" in result.stderr
+    assert "LeNet-5 layers" in (job_dir / "train.log").read_text()  # the job's output, written in submitit's process
     # submitit ran it in its own process and kept its logs and result beside the sweep
     assert list((sweep / ".submitit").glob("*/*_0_result.pkl"))
     assert list((sweep / ".submitit").glob("*/*_0_log.out"))

@@ -1,11 +1,12 @@
-"""What a run shows in TensorBoard besides scalars: inputs, mistakes, confusion matrix, weights, graph.
+"""What a run shows in TensorBoard besides scalars: inputs, mistakes, confusion matrix, weights, graph, layers.
 
 Each is a Lightning callback with its own config in conf/callbacks/ (all on in `default`); turn
 one off with e.g. `python -m lenet_pl.train '~callbacks.weight_histograms'`. They write to the
 run's TensorBoardLogger and do nothing without one. They stay cheap (well under 5% of an epoch,
 measured in the README): the pictures are drawn with PIL and need a few extra forward passes at
 most every few epochs, the histograms one pass over the weights, the graph one trace after the
-last epoch. The picture helpers are shared with `lenet_pl.evaluate`.
+last epoch, the layers' figure (matplotlib, shared with `lenet_pl.inside`) half a second every few epochs.
+The picture helpers are shared with `lenet_pl.evaluate`.
 """
 
 import logging
@@ -20,6 +21,8 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
+
+from lenet_pl.inside import inside_figure
 
 log = logging.getLogger("lenet_pl")
 
@@ -203,3 +206,38 @@ class ConfusionMatrix(L.Callback):
         writer = _writer(trainer)
         if writer is not None:
             writer.add_image("test/confusion_matrix", confusion_matrix_image(matrix), trainer.global_step)
+
+
+class InsideView(L.Callback):
+    """What every layer makes of one fixed validation digit, as `python -m lenet_pl.inside` draws it.
+
+    Logged before training (at the sanity check, so the untrained network is the first picture),
+    every `every_n_epochs` epochs and after the last, so the IMAGES tab's step slider shows the
+    kernels and feature maps forming. The digit is the first of the validation set (which is never
+    shuffled), kept from the first validation batch. Drawing the figure takes about half a second
+    (matplotlib), which is why it is not drawn every epoch by default.
+    """
+
+    def __init__(self, every_n_epochs: int = 5) -> None:
+        self.every_n_epochs = every_n_epochs
+        self.digit: Tensor | None = None
+        self.label = 0
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self.digit is None and batch_idx == 0:
+            x, y = batch
+            self.digit, self.label = x[:1].detach().clone(), int(y[0])
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        due = trainer.sanity_checking or epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
+        writer = _writer(trainer)
+        if not due or writer is None or self.digit is None:
+            return
+        trained = trainer.current_epoch + (0 if trainer.sanity_checking else 1)  # epochs done (a resumed run's too)
+        when = f"after epoch {trained}" if trained else "before training"
+        title = f"Validation digit 0 (label {self.label}), {when} (step {trainer.global_step})"
+        figure = inside_figure(getattr(pl_module, "net", pl_module), self.digit, title, self.label)
+        writer.add_figure("inside/val_digit", figure, trainer.global_step)

@@ -1,165 +1,39 @@
-"""Summarise a sweep: one row per configuration, the main effect of each axis, and plots.
+"""Summarise a sweep: one row per configuration, effects with confidence intervals, and plots.
 
 python -m lenet_pl.report outputs/multirun/2026-11-25/11-43-32              # writes <sweep dir>/report/
 python -m lenet_pl.report outputs/multirun/2026-11-25/11-43-32 --out docs/results
 
-Reads each job's own files, never its logs: `.hydra/overrides.yaml` (what the job swapped),
-`metrics.json` (final metrics, written only once the run finished), `failure.json` (written by a
-run that failed with a user error) and `csv/metrics.csv` (validation accuracy per epoch). Jobs
-without metrics.json are listed, not dropped: failed (with the error), or still running / killed,
-so the report also works on a sweep that is running or was cut short.
+Reads each job's own files, never its logs or its folder's name (lenet_pl.sweeps). Jobs without
+metrics.json are listed, not dropped: failed (with the error), or still running / killed, so the
+report also works on a sweep that is running or was cut short.
 
 The axes of a sweep are the override keys whose values differ between its jobs; `seed` repeats
-a configuration. The main effect of swapping one axis from its first value (the first one the
-sweep ran, e.g. tanh) to another is the change in test error between runs that agree on every
-other axis and on the seed, averaged over all such pairs; its spread is their standard deviation.
+a configuration. Three kinds of sweep get sections of their own:
+- a tuned sweep (`sweep=fair`, `hydra/sweeper=tuned` with `tune`): the learning rate of each
+  configuration is chosen on validation (`lenet_pl.stats.select`, the same choice the sweeper
+  made), and everything after that uses only the runs at the chosen rate;
+- every sweep with two or more configurations: main effects with 95% confidence intervals, the
+  effects after 1, 5 and 20 epochs (validation error from each run's CSV), and the two-way
+  interactions (lenet_pl.stats says how the intervals are made);
+- a path sweep (`sweep=path`, `sweep=path_reverse`: presets with a `path_step`): a waterfall of
+  test error along the path, and the modern end point with one change undone at a time.
 """
 
 import argparse
 import csv
-import json
 import statistics
 import sys
-from dataclasses import dataclass, field
+import textwrap
 from pathlib import Path
 from typing import Any
 
-import yaml
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.override_parser.overrides_parser import OverridesParser
-
+from lenet_pl import report_plots, stats
 from lenet_pl.error_per_pass import plot_error_per_pass, read_error_per_pass
 from lenet_pl.errors import UserError
+from lenet_pl.sweeps import SEED, Job, Sweep, path_data, read_sweep
 
-SEED = "seed"
 THRESHOLDS = (0.98, 0.99)  # validation accuracies whose first epoch the table reports
-
-
-@dataclass
-class Job:
-    """One job dir of a sweep, as its own files describe it."""
-
-    path: Path
-    num: int
-    overrides: dict[str, str]
-    metrics: dict[str, Any] | None  # None until the run finished
-    failure: str | None  # the error of a run that failed
-    val_acc: list[float] = field(default_factory=list)  # per epoch, as far as it got
-
-    @property
-    def finished(self) -> bool:
-        return self.metrics is not None
-
-    @property
-    def test_error(self) -> float:
-        assert self.metrics is not None
-        return 100 * (1 - self.metrics["test/acc"])
-
-
-def _overrides_dict(items: list[str]) -> dict[str, str]:
-    """['activation=relu', '+x=1'] -> {'activation': 'relu', 'x': '1'}"""
-    overrides = {}
-    for item in items:
-        key, _, value = str(item).partition("=")
-        overrides[key.lstrip("+~")] = value
-    return overrides
-
-
-def _read_overrides(path: Path) -> dict[str, str]:
-    return _overrides_dict(yaml.safe_load(path.read_text()) or [])  # plain YAML: values may hold ${...}
-
-
-def _read_val_acc(path: Path) -> list[float]:
-    """Validation accuracy per epoch from Lightning's CSVLogger file (missing or partial: what is there)."""
-    if not path.is_file():
-        return []
-    by_epoch: dict[int, float] = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get("val/acc") and row.get("epoch"):
-                by_epoch[int(float(row["epoch"]))] = float(row["val/acc"])
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
-def _read_failure(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    failure = json.loads(path.read_text())
-    return f"{failure.get('error', 'Error')}: {failure.get('message', '')}"
-
-
-def load_jobs(sweep_dir: Path) -> list[Job]:
-    """Every job dir of `sweep_dir` (a dir holding .hydra/overrides.yaml), in launch order."""
-    if not sweep_dir.is_dir():
-        raise UserError(f"{sweep_dir} is not a folder. Give a sweep dir, e.g. outputs/multirun/<date>/<time>.")
-    jobs = []
-    for overrides_file in sweep_dir.glob("*/.hydra/overrides.yaml"):
-        job_dir = overrides_file.parent.parent
-        num = job_dir.name.split("_", 1)[0]
-        metrics_file = job_dir / "metrics.json"
-        jobs.append(
-            Job(
-                path=job_dir,
-                num=int(num) if num.isdigit() else len(jobs),
-                overrides=_read_overrides(overrides_file),
-                metrics=json.loads(metrics_file.read_text())["metrics"] if metrics_file.is_file() else None,
-                failure=_read_failure(job_dir / "failure.json"),
-                val_acc=_read_val_acc(job_dir / "csv" / "metrics.csv"),
-            )
-        )
-    if not jobs:
-        raise UserError(
-            f"{sweep_dir} holds no job dirs (sub-folders with .hydra/overrides.yaml). Give the dir of a "
-            "multirun, e.g. outputs/multirun/<date>/<time>, not one of its jobs or its parent."
-        )
-    single_runs = [job.path.name for job in jobs if _hydra_mode(job.path) == "RUN"]
-    if single_runs and not (sweep_dir / "multirun.yaml").is_file():
-        raise UserError(
-            f"{sweep_dir} is not a sweep: it holds single runs ({', '.join(sorted(single_runs)[:3])}"
-            f"{', ...' if len(single_runs) > 3 else ''}), each started without -m, not the jobs of one multirun, "
-            "so there are no axes to compare. Give the dir of a multirun, e.g. outputs/multirun/<date>/<time> "
-            "(`python -m lenet_pl.train -m ...` prints it), or compare single runs in TensorBoard."
-        )
-    return sorted(jobs, key=lambda job: job.num)
-
-
-def _hydra_mode(job_dir: Path) -> str | None:
-    """RUN or MULTIRUN, as the job's .hydra/hydra.yaml records how it was started (None without the file)."""
-    path = job_dir / ".hydra" / "hydra.yaml"
-    if not path.is_file():
-        return None
-    return str((yaml.safe_load(path.read_text()) or {}).get("hydra", {}).get("mode") or "") or None
-
-
-def sweep_plan(sweep_dir: Path) -> tuple[int | None, list[dict[str, str]]]:
-    """From the sweep's multirun.yaml: how many jobs it launches, and each job's overrides where a
-    grid fixes them in advance (the basic sweeper; Optuna draws its trials as it goes).
-    (None, []) when there is no multirun.yaml."""
-    path = sweep_dir / "multirun.yaml"
-    if not path.is_file():
-        return None, []
-    hydra = yaml.safe_load(path.read_text())["hydra"]
-    sweeper = hydra["sweeper"]
-    if "n_trials" in sweeper:  # Optuna
-        return int(sweeper["n_trials"]), []
-    params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
-    overrides = OverridesParser.create().parse_overrides(params + list(hydra["overrides"]["task"]))
-    grid = [_overrides_dict(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-    return len(grid), grid  # the command line replaced the config's lists, as in Hydra
-
-
-def sweep_axes(jobs: list[dict[str, str]]) -> dict[str, list[str]]:
-    """Override keys whose values differ between jobs -> their values in the order the sweep runs them."""
-    axes: dict[str, list[str]] = {}
-    for job in jobs:
-        for key in job:
-            axes.setdefault(key, [])
-    for key in axes:
-        for job in jobs:
-            value = job.get(key, "(default)")
-            if value not in axes[key]:
-                axes[key].append(value)
-    return {key: values for key, values in axes.items() if len(values) > 1}
+BUDGETS = (1, 5, 20)  # epochs at which the effects are measured again
 
 
 def _short(value: str) -> str:
@@ -169,10 +43,6 @@ def _short(value: str) -> str:
     except ValueError:
         return value
     return value if value.lstrip("-").isdigit() else f"{number:.3g}"
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def _epochs_to(runs: list[Job], threshold: float) -> str:
@@ -185,127 +55,96 @@ def _epochs_to(runs: list[Job], threshold: float) -> str:
     return text if len(hits) == len(runs) else f"{text} ({len(hits)}/{len(runs)})"
 
 
-def configuration_rows(jobs: list[Job], axes: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """One row per configuration (the non-seed axes), best mean test accuracy first."""
-    config_axes = [a for a in axes if a != SEED]
-    groups: dict[tuple[str, ...], list[Job]] = {}
-    for job in jobs:
-        groups.setdefault(tuple(job.overrides.get(a, "(default)") for a in config_axes), []).append(job)
+def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
+    """One row per configuration, best mean test accuracy first (tuned: at the chosen learning rate)."""
+    chosen = {sweep.key(t.config): t.selection for t in sweep.tuned}
     rows = []
-    for values, group in groups.items():
+    for values, group in sweep.groups.items():
         done = [j for j in group if j.finished]
-        row: dict[str, Any] = dict(zip(config_axes, values, strict=True))
+        row: dict[str, Any] = dict(zip(sweep.config_axes, values, strict=True))
+        if values in chosen:
+            selection = chosen[values]
+            row["chosen_lr"] = selection.chosen if selection.chosen is not None else selection.status
+            row["chosen_at_edge"] = selection.at_edge
         row["runs"] = f"{len(done)}/{len(group)}"
         if done:
-            acc_mean, acc_std = _mean_std([100 * j.metrics["test/acc"] for j in done])
+            acc = stats.t_interval([100 * j.metrics["test/acc"] for j in done])
             row.update(
-                test_acc_mean=round(acc_mean, 3),
-                test_acc_std=round(acc_std, 3),
-                test_error_mean=round(100 - acc_mean, 3),
-                # Runs with no validation split (data.val_size=0, the 1998 protocol) have no best validation accuracy.
-                val_acc_best_mean=round(statistics.fmean(100 * j.metrics["val/acc_best"] for j in done), 3)
-                if all("val/acc_best" in j.metrics for j in done)
-                else None,
+                test_acc_mean=round(acc.mean, 3),
+                test_acc_std=round(statistics.stdev([100 * j.metrics["test/acc"] for j in done]), 3)
+                if len(done) > 1
+                else 0.0,
+                test_error_mean=round(100 - acc.mean, 3),
+                test_acc_ci95=round(acc.half_width, 3) if acc.has_interval else "",
+                val_acc_best_mean=_mean_or_blank([j.metric("val/acc_best") for j in done]),
                 **{f"epochs_to_{round(t * 100)}": _epochs_to(done, t) for t in THRESHOLDS},
                 epochs=round(statistics.fmean(j.metrics["epochs"] for j in done), 1),
                 fit_seconds_mean=round(statistics.fmean(j.metrics["fit_seconds"] for j in done), 1),
             )
         rows.append(row)
+    if sweep.tuned:  # configurations without a choice (all candidates failed, or pending) are rows too
+        for t in sweep.tuned:
+            if sweep.key(t.config) not in sweep.groups:
+                rows.append(
+                    dict(zip(sweep.config_axes, sweep.key(t.config), strict=True))
+                    | {"chosen_lr": t.selection.status, "chosen_at_edge": False, "runs": "0/0"}
+                )
     return sorted(rows, key=lambda r: -r.get("test_acc_mean", -1.0))
 
 
-def main_effects(jobs: list[Job], axes: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """For each axis and each of its values after the first: the paired change in test error (points)."""
-    done = [j for j in jobs if j.finished]
-    effects = []
-    for axis, values in axes.items():
-        if axis == SEED:
-            continue
-        others = [a for a in axes if a != axis]
-        baseline = {tuple(j.overrides.get(a) for a in others): j for j in done if j.overrides.get(axis) == values[0]}
-        for value in values[1:]:
-            diffs = [
-                j.test_error - baseline[key].test_error
-                for j in done
-                if j.overrides.get(axis) == value and (key := tuple(j.overrides.get(a) for a in others)) in baseline
-            ]
-            mean, std = _mean_std(diffs) if diffs else (float("nan"), float("nan"))
-            effects.append(
-                {
-                    "axis": axis,
-                    "change": f"{_short(values[0])} -> {_short(value)}",
-                    "test_error_change_mean": round(mean, 4),
-                    "test_error_change_std": round(std, 4),
-                    "pairs": len(diffs),
-                    "pairs_better": sum(d < 0 for d in diffs),
-                }
-            )
-    return effects
+def _mean_or_blank(values: list[float | None], scale: float = 100) -> float | str:
+    known = [v for v in values if v is not None]
+    return round(scale * statistics.fmean(known), 3) if known else ""
 
 
-def _label(row: dict[str, Any], config_axes: list[str]) -> str:
-    return " / ".join(_short(str(row[a])) for a in config_axes) or "(one configuration)"
+def _test_error(job: Job) -> float:
+    return job.test_error
 
 
-def plot_val_acc(jobs: list[Job], axes: dict[str, list[str]], rows: list[dict[str, Any]], path: Path) -> None:
-    """Validation accuracy per epoch, averaged over seeds, one line per configuration (all runs with a CSV)."""
-    import matplotlib
+def _val_error_at(epoch: int) -> Any:
+    def value(job: Job) -> float | None:
+        acc = job.val_by_epoch.get(epoch - 1)
+        return None if acc is None else 100 * (1 - acc)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    config_axes = [a for a in axes if a != SEED]
-    fig, panels = plt.subplots(1, 2, figsize=(14, 6), sharex=True)
-    colors = plt.get_cmap("tab20")
-    for i, row in enumerate(rows):
-        runs = [j for j in jobs if all(j.overrides.get(a, "(default)") == row[a] for a in config_axes) and j.val_acc]
-        n_epochs = max((len(j.val_acc) for j in runs), default=0)
-        epochs = list(range(1, n_epochs + 1))
-        mean = [100 * statistics.fmean(j.val_acc[e - 1] for j in runs if len(j.val_acc) >= e) for e in epochs]
-        for panel in panels:
-            color = colors((2 * i) % 20 + (2 * i // 20) % 2)  # dark hues first, so neighbours in the ranking differ
-            panel.plot(epochs, mean, marker="o", markersize=3, color=color, label=_label(row, config_axes))
-    panels[0].set_title("validation accuracy per epoch (mean over seeds)")
-    panels[1].set_title("zoom: 97-100%")
-    panels[1].set_ylim(97, 100)
-    for panel in panels:
-        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
-        panel.set_xlabel("epoch")
-        panel.set_ylabel("validation accuracy (%)")
-        panel.grid(alpha=0.3)
-    panels[1].legend(title=" / ".join(config_axes), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return value
 
 
-def plot_effects(effects: list[dict[str, Any]], path: Path) -> None:
-    """Horizontal bars: mean change in test error per swap, with its standard deviation over pairs."""
-    import matplotlib
+def effect_rows(effects: list[stats.Effect]) -> list[dict[str, Any]]:
+    return [
+        {
+            "axis": e.axis,
+            "change": f"{_short(e.base)} -> {_short(e.level)}",
+            "test_error_change_mean": round(e.interval.mean, 4) if e.interval.n else "",
+            "ci95_low": round(e.interval.low, 4) if e.interval.has_interval else "",
+            "ci95_high": round(e.interval.high, 4) if e.interval.has_interval else "",
+            "seeds": e.interval.n,
+            "pairs": e.pairs,
+            "pairs_better": e.pairs_better,
+        }
+        for e in effects
+    ]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    shown = [e for e in effects if e["pairs"]]
-    fig, ax = plt.subplots(figsize=(8, 1 + 0.6 * max(len(shown), 1)))
-    labels = [f"{e['axis']}: {e['change']}" for e in shown]
-    means = [e["test_error_change_mean"] for e in shown]
-    ax.barh(
-        labels,
-        means,
-        xerr=[e["test_error_change_std"] for e in shown],
-        color=["tab:green" if m < 0 else "tab:red" for m in means],
-        capsize=4,
-    )
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.invert_yaxis()
-    ax.set_xlabel("change in test error (percentage points; < 0 is better), mean +- std over paired runs")
-    ax.set_title("main effect of swapping one axis" if shown else "no paired runs to compare")
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def budget_effects(sweep: Sweep) -> dict[str, list[stats.Effect]]:
+    """Main effects on validation error after each budget the runs reached, and on the final test error."""
+    longest = max((len(j.val_by_epoch) for runs in sweep.groups.values() for j in runs if j.finished), default=0)
+    out = {}
+    for budget in [b for b in BUDGETS if b <= longest]:
+        out[f"val error, epoch {budget}"] = stats.main_effects(sweep.cells(_val_error_at(budget)), *_axes(sweep))
+    out["test error (best checkpoint)"] = stats.main_effects(sweep.cells(_test_error), *_axes(sweep))
+    return out
+
+
+def _axes(sweep: Sweep) -> tuple[list[str], dict[str, list[str]]]:
+    return sweep.config_axes, sweep.levels
+
+
+def _interval_cell(interval: stats.Interval) -> str:
+    if interval.n == 0:
+        return "-"
+    if not interval.has_interval:
+        return f"{interval.mean:+.2f}"
+    return f"{interval.mean:+.2f} [{interval.low:+.2f}, {interval.high:+.2f}]"
 
 
 def _cell(value: Any) -> str:
@@ -327,108 +166,337 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def write_report(sweep_dir: Path, out_dir: Path) -> str:
-    """Write report.md, configurations.csv, effects.csv, val_acc.png and effects.png; return the Markdown."""
-    jobs = load_jobs(sweep_dir)
-    expected, plan = sweep_plan(sweep_dir)
-    axes = sweep_axes(plan + [job.overrides for job in jobs])  # the plan names axes no job has reached yet
-    config_axes = [a for a in axes if a != SEED]
-    rows = configuration_rows(jobs, axes)
-    effects = main_effects(jobs, axes)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_csv(rows, out_dir / "configurations.csv")
-    _write_csv(effects or [{"axis": "", "change": "", "pairs": 0}], out_dir / "effects.csv")
-    plot_val_acc(jobs, axes, rows, out_dir / "val_acc.png")
-    plot_effects(effects, out_dir / "effects.png")
-    per_pass = {j.path.name: read_error_per_pass(j.path / "error_per_pass.csv") for j in jobs}
-    per_pass = {name: rows_ for name, rows_ in per_pass.items() if rows_}
-    if per_pass:  # runs with the ErrorPerPass callback (experiment=lenet1998)
-        plot_error_per_pass(per_pass, out_dir / "error_per_pass.png")
+# ---------------------------------------------------------------------------------------------
+# Sections
 
-    finished = [j for j in jobs if j.finished]
+
+def _status(sweep: Sweep) -> str:
+    jobs, expected = sweep.jobs, sweep.plan.total
     unfinished = [j for j in jobs if not j.finished]
-    status = f"{len(jobs)} job dirs" + (f" of {expected} jobs in the sweep" if expected is not None else "")
     failed = [j for j in unfinished if j.failure]
+    status = f"{len(jobs)} job dirs" + (f" of {expected} jobs in the sweep" if expected is not None else "")
     status += (
-        f"; {len(finished)} finished, {len(failed)} failed, "
+        f"; {len(jobs) - len(unfinished)} finished, {len(failed)} failed, "
         f"{len(unfinished) - len(failed)} running or stopped without a record."
     )
     if expected is not None and len(jobs) < expected:
         status += f" {expected - len(jobs)} jobs have not started."
+    return status
 
-    for row in rows:  # display forms of the CSV's numbers
-        if "test_acc_mean" in row:
-            row["test_acc"] = f"{row['test_acc_mean']:.2f} +- {row['test_acc_std']:.2f}"
-            row["test_error"] = f"{row['test_error_mean']:.2f}"
-        row.update({a: _short(str(row[a])) for a in config_axes})
-    paired = [
-        e | {"change_text": f"{e['test_error_change_mean']:+.2f}", "std_text": f"{e['test_error_change_std']:.2f}"}
+
+def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
+    tune = sweep.plan.tune
+    assert tune is not None
+    rows = []
+    for t in sweep.tuned:
+        s = t.selection
+        candidates = []
+        for value in tune.candidates(t.config):
+            if value in s.scores:
+                candidates.append(
+                    f"{value:g}: {100 * s.scores[value]:.2f}" + (" (chosen)" if value == s.chosen else "")
+                )
+            elif value in s.lost:
+                candidates.append(f"{value:g}: lost ({textwrap.shorten(s.lost[value], 100)})")
+            else:
+                candidates.append(f"{value:g}: pending")
+        rows.append(
+            dict(zip(sweep.config_axes, map(_short, sweep.key(t.config)), strict=True))
+            | {
+                "candidates": "; ".join(candidates),
+                "chosen": (f"{s.chosen:g}" + (" (edge)" if s.at_edge else "")) if s.chosen is not None else s.status,
+            }
+        )
+    seeds = ", ".join(map(str, tune.seeds))
+    text = (
+        f"Per configuration, the mean `{tune.metric}` (%) of each candidate `{tune.key}` on seed(s) {seeds}; "
+        "the highest wins, ties go to the smaller value, and a candidate whose run failed or diverged loses. "
+        "The test set chooses nothing. `(edge)`: the choice is the smallest or largest of its grid, so the grid "
+        "may not bracket the best value."
+    )
+    columns = {a: a for a in sweep.config_axes} | {"candidates": f"{tune.key}: {tune.metric} %", "chosen": "chosen"}
+    return ["## Learning-rate selection (validation only)", text, _markdown_table(rows, columns)], rows
+
+
+def effects_section(sweep: Sweep, effects: list[stats.Effect]) -> list[str]:
+    rows = [
+        {
+            "axis": e.axis,
+            "change": f"{_short(e.base)} -> {_short(e.level)}",
+            "mean": f"{e.interval.mean:+.2f}" if e.interval.n else "-",
+            "ci": f"[{e.interval.low:+.2f}, {e.interval.high:+.2f}]" if e.interval.has_interval else "-",
+            "seeds": e.interval.n,
+            "pairs": e.pairs,
+            "pairs_better": e.pairs_better,
+        }
         for e in effects
-        if e["pairs"]
+        if e.pairs
     ]
-    unpaired = sorted({e["axis"] for e in effects if not e["pairs"]})
-    columns = {a: a for a in config_axes} | {
-        "runs": "runs done",
-        "test_acc": "test acc % (mean +- std)",
-        "test_error": "test error %",
-        "epochs_to_98": "epochs to 98% val",
-        "epochs_to_99": "epochs to 99% val",
-        "epochs": "epochs",
-        "fit_seconds_mean": "fit s",
-    }
-    effect_columns = {
-        "axis": "axis",
-        "change": "swap",
-        "change_text": "test error change (points)",
-        "std_text": "std",
-        "pairs": "pairs",
-        "pairs_better": "pairs better",
-    }
-    seeds = axes.get(SEED, [])
+    unpaired = sorted({e.axis for e in effects if not e.pairs})
     parts = [
-        f"# Sweep report: {sweep_dir}",
-        status,
-        f"Axes: {', '.join(f'{a} ({len(axes[a])})' for a in config_axes) or 'none'}"
-        + (f"; seeds: {', '.join(seeds)}" if seeds else "")
-        + ".",
-        "## Configurations (best first)",
-        _markdown_table(rows, columns),
-        "## Main effects",
-        "Change in test error when one axis is swapped from the first value to another, all else "
-        "(including the seed) equal; negative is better. Mean and standard deviation over the pairs.",
-        _markdown_table(paired, effect_columns) if paired else "No runs differ in one axis only.",
+        "## Main effects" + (" (at each configuration's chosen learning rate)" if sweep.tuned else ""),
+        "Change in test error (percentage points) when one axis is swapped from its first value, all else "
+        "(including the seed) equal; negative is better. Per seed, the mean change over the matched "
+        "configurations; then the mean over seeds with its 95% t-interval (n - 1 degrees of freedom), which "
+        "measures seed-to-seed noise (how an effect varies between configurations is in the interactions).",
+        _markdown_table(
+            rows,
+            {
+                "axis": "axis",
+                "change": "swap",
+                "mean": "test error change (points)",
+                "ci": "95% CI",
+                "seeds": "seeds",
+                "pairs": "pairs",
+                "pairs_better": "pairs better",
+            },
+        )
+        if rows
+        else "No runs differ in one axis only.",
     ]
     if unpaired:
         parts.append(
             f"No two finished runs differ in {', '.join(unpaired)} alone (Optuna trials change several values "
             "at once; a sweep cut short may lack the pairs): compare those in the configurations table."
         )
-    parts += [
-        "## Runs without results (no metrics.json)",
-    ]
-    if unfinished:
-        parts.append(
-            _markdown_table(
-                [
-                    {
-                        "job": j.path.name,
-                        "status": f"failed: {j.failure}" if j.failure else "running, or stopped without a record",
-                        "epochs logged": len(j.val_acc),
-                        "last val acc": _last(j.val_acc),
-                    }
-                    for j in unfinished
-                ],
-                {
-                    "job": "job dir",
-                    "status": "status",
-                    "epochs logged": "epochs logged",
-                    "last val acc": "last val acc %",
-                },
+    return parts
+
+
+def budget_section(by_budget: dict[str, list[stats.Effect]]) -> tuple[list[str], list[dict[str, Any]]]:
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for measure, effects in by_budget.items():
+        for e in effects:
+            row = rows.setdefault(
+                (e.axis, e.swap), {"axis": e.axis, "change": f"{_short(e.base)} -> {_short(e.level)}"}
             )
+            row[measure] = _interval_cell(e.interval)
+    columns = {"axis": "axis", "change": "swap"} | {m: m for m in by_budget}
+    text = (
+        "Main effects again, on the validation error (points) each run logged after that many epochs, and on "
+        "the final test error; mean [95% CI] over seeds as above. The runs are the same full-length runs "
+        "(tuned sweeps: learning rates chosen for the full budget), looked at earlier, not runs tuned for each budget."
+    )
+    return ["## Effects against the training budget", text, _markdown_table(list(rows.values()), columns)], list(
+        rows.values()
+    )
+
+
+def interaction_section(rows: list[stats.Interaction]) -> tuple[list[str], list[dict[str, Any]]]:
+    table = [
+        {
+            "swap": f"{r.swap.axis}: {_short(r.swap.base)} -> {_short(r.swap.level)}",
+            "by": r.by,
+            "under_base": f"{_short(r.by_base)}: {_interval_cell(r.under_base.interval)}",
+            "under_level": f"{_short(r.by_level)}: {_interval_cell(r.under_level.interval)}",
+            "difference": _interval_cell(r.difference),
+        }
+        for r in rows
+    ]
+    text = (
+        "The effect of each swap (change in test error, points; mean [95% CI] over seeds) when another axis "
+        "is held at each of its levels, and the difference between the two (the interaction, paired by seed). "
+        "A difference whose interval excludes 0 means the swap's effect depends on that axis."
+    )
+    columns = {
+        "swap": "swap",
+        "by": "under",
+        "under_base": "effect at its first level",
+        "under_level": "effect at the other level",
+        "difference": "difference",
+    }
+    return ["## Two-way interactions", text, _markdown_table(table, columns)], table
+
+
+def path_section(
+    forward: list[tuple[str, dict[int, float]]], reverse: list[tuple[str, dict[int, float]]]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    parts: list[str] = []
+    rows: list[dict[str, Any]] = []
+    if forward:
+        for k, step in enumerate(stats.path(forward)):
+            rows.append(
+                {
+                    "view": "forward",
+                    "step": k,
+                    "label": step.label,
+                    "test_error": step.level.text(),
+                    "test_error_mean": round(step.level.mean, 4),
+                    "change": _interval_cell(step.change) if step.change else "",
+                    "from_start": _interval_cell(step.from_start) if step.from_start else "",
+                    "seeds": step.level.n,
+                }
+            )
+        parts += [
+            "## The path, one change at a time",
+            "Test error (%) of each step (mean +- 95% CI half-width over seeds), and its change from the step "
+            "before and from the start (points, mean [95% CI], paired by seed).",
+            _markdown_table(
+                rows,
+                {
+                    "step": "step",
+                    "label": "change",
+                    "test_error": "test error %",
+                    "change": "change from previous step",
+                    "from_start": "change from start",
+                    "seeds": "seeds",
+                },
+            ),
+        ]
+    if reverse:
+        reference = forward[-1] if forward else None
+        if reference is None:
+            parts.append("## The reverse view\nNo run of the end point (the last forward step) to compare with.")
+        else:
+            reverse_rows = [
+                {
+                    "view": "reverse",
+                    "label": label,
+                    "test_error": stats.t_interval(values[s] for s in sorted(values)).text(),
+                    "change": _interval_cell(change),
+                    "seeds": change.n,
+                }
+                for (label, values), (_, change) in zip(reverse, stats.undone(reference[1], reverse), strict=True)
+            ]
+            rows += reverse_rows
+            parts += [
+                "## The reverse view: the end point with one change undone",
+                f"Change in test error (points, mean [95% CI], paired by seed) against the end point "
+                f"({reference[0]}): what each change still buys once all the others are made.",
+                _markdown_table(
+                    reverse_rows,
+                    {
+                        "label": "variant",
+                        "test_error": "test error %",
+                        "change": "change vs end point",
+                        "seeds": "seeds",
+                    },
+                ),
+            ]
+    return parts, rows
+
+
+def unfinished_section(jobs: list[Job]) -> list[str]:
+    unfinished = [j for j in jobs if not j.finished]
+    parts = ["## Runs without results (no metrics.json)"]
+    if not unfinished:
+        return [*parts, "None."]
+    later = {}  # a stopped job that a resumed sweep ran again (from its checkpoint, or afresh) in a later dir
+    for job in sorted(jobs, key=lambda j: j.num):
+        if job.finished or job.failure:
+            later[job.identity] = job
+    rows = []
+    for j in unfinished:
+        status = f"failed: {j.failure}" if j.failure else "running, or stopped without a record"
+        again = later.get(j.identity)
+        if not j.failure and again is not None and again.num > j.num:
+            status = f"stopped; run again in {again.path.name}"
+        rows.append(
+            {
+                "job": j.path.name,
+                "status": status,
+                "epochs logged": len(j.val_acc),
+                "last val acc": f"{100 * j.val_acc[-1]:.2f}" if j.val_acc else "-",
+            }
         )
+    columns = {"job": "job dir", "status": "status", "epochs logged": "epochs logged", "last val acc": "last val acc %"}
+    return [*parts, _markdown_table(rows, columns)]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def write_report(sweep_dir: Path, out_dir: Path) -> str:
+    """Write report.md, the CSV tables and the PNG plots to `out_dir`; return the Markdown."""
+    sweep = read_sweep(sweep_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = configuration_rows(sweep)
+    forward, reverse = path_data(sweep)
+    is_path = bool(forward or reverse)
+    effects = stats.main_effects(sweep.cells(_test_error), *_axes(sweep)) if not is_path else []
+    _write_csv(rows, out_dir / "configurations.csv")
+    _write_csv(effect_rows(effects) or [{"axis": "", "change": "", "pairs": 0}], out_dir / "effects.csv")
+    series = []
+    for row in rows:  # best first, as in the table
+        config = tuple(row[a] for a in sweep.config_axes)
+        series.append((" / ".join(map(_short, config)) or "(one configuration)", sweep.groups.get(config, [])))
+    report_plots.plot_val_acc(series, " / ".join(sweep.config_axes), out_dir / "val_acc.png")
+    plots = ["![validation accuracy per epoch](val_acc.png)"]
+    per_pass = {j.path.name: read_error_per_pass(j.path / "error_per_pass.csv") for j in sweep.jobs}
+    per_pass = {name: rows_ for name, rows_ in per_pass.items() if rows_}
+    if per_pass:  # runs with the ErrorPerPass callback (experiment=lenet1998)
+        plot_error_per_pass(per_pass, out_dir / "error_per_pass.png")
+
+    display = []
+    for row in rows:  # display forms of the CSV's numbers
+        shown = dict(row) | {a: _short(str(row[a])) for a in sweep.config_axes}
+        if "test_acc_mean" in row:
+            ci = f"{row['test_acc_ci95']:.2f}" if row["test_acc_ci95"] != "" else "n/a (1 seed)"
+            shown["test_acc"] = f"{row['test_acc_mean']:.2f} +- {ci}"
+            shown["test_error"] = f"{row['test_error_mean']:.2f}"
+        if "chosen_lr" in row:
+            lr = row["chosen_lr"]
+            shown["chosen_lr"] = (
+                f"{lr:g}" + (" (edge)" if row["chosen_at_edge"] else "") if isinstance(lr, float) else lr
+            )
+        display.append(shown)
+    columns = {a: a for a in sweep.config_axes}
+    if sweep.tuned:
+        columns["chosen_lr"] = f"chosen {sweep.plan.tune.key}"  # type: ignore[union-attr]
+    columns |= {
+        "runs": "runs done",
+        "test_acc": "test acc % (mean +- 95% CI)",
+        "test_error": "test error %",
+        "epochs_to_98": "epochs to 98% val",
+        "epochs_to_99": "epochs to 99% val",
+        "epochs": "epochs",
+        "fit_seconds_mean": "fit s",
+    }
+    seeds = sweep.axes.get(SEED, [])
+    parts = [
+        f"# Sweep report: {sweep_dir}",
+        _status(sweep),
+        f"Axes: {', '.join(f'{a} ({len(sweep.axes[a])})' for a in sweep.config_axes) or 'none'}"
+        + (f"; seeds: {', '.join(seeds)}" if seeds else "")
+        + ".",
+    ]
+    if sweep.tuned:
+        section, selection_rows = selection_section(sweep)
+        parts += section
+        _write_csv(selection_rows, out_dir / "selection.csv")
+        report_plots.plot_selection(sweep.tuned, sweep.plan.tune, sweep.config_axes, out_dir / "lr_selection.png")
+        plots.append("![validation accuracy per candidate learning rate](lr_selection.png)")
+    parts += [
+        "## Configurations" + (" at the chosen learning rate" if sweep.tuned else "") + " (best first)",
+        _markdown_table(display, columns),
+    ]
+    if is_path:
+        section, path_rows = path_section(forward, reverse)
+        parts += section
+        _write_csv(path_rows, out_dir / "path.csv")
+        if forward:
+            report_plots.plot_waterfall(stats.path(forward), out_dir / "path.png")
+            plots.append("![test error along the path](path.png)")
+        if forward and reverse:
+            report_plots.plot_reverse(stats.undone(forward[-1][1], reverse), out_dir / "path_reverse.png")
+            plots.append("![the end point with one change undone](path_reverse.png)")
     else:
-        parts.append("None.")
-    parts += ["## Plots", "![validation accuracy per epoch](val_acc.png)", "![main effects](effects.png)"]
+        parts += effects_section(sweep, effects)
+        report_plots.plot_effects(effects, out_dir / "effects.png")
+        plots.append("![main effects with 95% confidence intervals](effects.png)")
+        if any(e.pairs for e in effects):
+            by_budget = budget_effects(sweep)
+            section, budget_rows = budget_section(by_budget)
+            parts += section
+            _write_csv(budget_rows, out_dir / "budget.csv")
+            report_plots.plot_budget(by_budget, out_dir / "budget.png")
+            plots.append("![main effects against the training budget](budget.png)")
+            if len(sweep.config_axes) >= 2:
+                found = stats.interactions(sweep.cells(_test_error), *_axes(sweep))
+                section, interaction_rows = interaction_section(found)
+                parts += section
+                _write_csv(interaction_rows, out_dir / "interactions.csv")
+                report_plots.plot_interactions(effects, found, out_dir / "interactions.png")
+                plots.append("![two-way interactions](interactions.png)")
     if per_pass:
         last = [rows_[-1] for rows_ in per_pass.values()]
         parts += [
@@ -436,15 +504,13 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
             f"After the last pass, mean over {len(last)} runs: training error "
             f"{100 * statistics.fmean(r['train_error'] for r in last):.2f}%, test error "
             f"{100 * statistics.fmean(r['test_error'] for r in last):.2f}%.",
-            "![training and test error per pass](error_per_pass.png)",
         ]
+        plots.append("![training and test error per pass](error_per_pass.png)")
+    parts += unfinished_section(sweep.jobs)
+    parts += ["## Plots", *plots]
     markdown = "\n\n".join(parts) + "\n"
     (out_dir / "report.md").write_text(markdown)
     return markdown
-
-
-def _last(values: list[float]) -> str:
-    return f"{100 * values[-1]:.2f}" if values else "-"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,9 +84,9 @@ def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTD
         all_callbacks = [c for c in all_callbacks if c not in dropped]
         if dropped:
             log.info(
-                "data.val_size=0: no validation split, so %s (monitoring validation) are off; the run is tested "
-                "after its last epoch.",
-                ", ".join(type(c).__name__ for c in dropped),
+                "data.val_size=0: no validation split, so nothing monitors validation (turned off: %s); "
+                "the run is tested after its last epoch.",
+                ", ".join(f"{type(c).__name__}(monitor={c.monitor!r})" for c in dropped),
             )
     no_validation = {} if datamodule.has_validation else {"limit_val_batches": 0}  # and no empty-loader warning
     trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers, callbacks=all_callbacks, **no_validation)

@@ -1,0 +1,276 @@
+"""Sweep statistics on plain data: learning-rate selection, confidence intervals, effects, interactions, paths.
+
+Nothing here reads files or draws: `lenet_pl.report` turns job dirs into the mappings below and
+prints what these functions return, and `lenet_pl.sweeps` uses the same selection to pick the
+learning rate of a tuned sweep's second stage, so the report and the sweep always agree.
+
+The unit of replication is the seed. A main effect (say tanh -> relu) is estimated per seed as
+the mean change in test error over the configurations that differ in that axis alone (matched
+on every other axis and on the seed), and its 95% confidence interval is the t-interval over
+those per-seed estimates (n - 1 degrees of freedom for n seeds). Each seed replicates the whole
+factorial, so the per-seed estimates are independent draws of the same average effect: the
+interval reflects seed-to-seed noise only, not how much the effect differs between configurations
+(the interaction table shows that). With one seed there is an estimate but no interval.
+"""
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from scipy import stats as scipy_stats
+
+CONFIDENCE = 0.95
+
+# One value (test error %, say) per configuration and seed: configuration (its levels, in the order
+# of `axes`) -> seed -> value.
+Cells = Mapping[tuple[str, ...], Mapping[int, float]]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with its t confidence interval over `n` values (low = high = nan when n < 2)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    confidence: float = CONFIDENCE
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    @property
+    def has_interval(self) -> bool:
+        return not math.isnan(self.low)
+
+    def text(self, digits: int = 2, signed: bool = False) -> str:
+        """'-1.23 +- 0.45', '-1.23 (1 seed)' without an interval, '-' without values."""
+        if self.n == 0:
+            return "-"
+        mean = f"{self.mean:+.{digits}f}" if signed else f"{self.mean:.{digits}f}"
+        if not self.has_interval:
+            return f"{mean} (1 seed)"
+        return f"{mean} +- {self.half_width:.{digits}f}"
+
+
+def t_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Interval:
+    """Mean of `values` with the two-sided Student-t interval: mean +- t(n-1) * s / sqrt(n)."""
+    values = list(values)
+    n = len(values)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0, confidence)
+    mean = statistics.fmean(values)
+    if n == 1:
+        return Interval(mean, math.nan, math.nan, 1, confidence)
+    half = scipy_stats.t.ppf((1 + confidence) / 2, n - 1) * statistics.stdev(values) / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n, confidence)
+
+
+def paired_difference(before: Mapping[int, float], after: Mapping[int, float]) -> Interval:
+    """`after - before` over the seeds both have, with the paired t-interval."""
+    return t_interval(after[seed] - before[seed] for seed in sorted(before.keys() & after.keys()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning-rate selection
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of a candidate value (a learning rate) on one selection seed."""
+
+    value: float
+    seed: int
+    score: float | None  # the selection metric (validation accuracy); None: no result
+    failure: str | None = None  # why it failed (diverged, ...), when it did
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The candidate a configuration trains with, and why."""
+
+    chosen: float | None  # None: every candidate lost, or some have no result yet (pending)
+    scores: dict[float, float]  # candidate -> mean selection score over the selection seeds
+    lost: dict[float, str]  # candidate -> why it could not be chosen
+    pending: tuple[float, ...] = ()  # candidates whose runs have not all reported yet
+    at_edge: bool = False  # chosen is the smallest or largest candidate: the grid may not bracket the best
+
+    @property
+    def status(self) -> str:
+        if self.chosen is not None:
+            return "chosen"
+        return "pending" if self.pending else "all candidates lost"
+
+
+def select(trials: Iterable[Trial], grid: Sequence[float], seeds: Sequence[int], complete: bool = False) -> Selection:
+    """Pick the candidate of `grid` with the highest mean score over the selection `seeds`.
+
+    Only validation scores enter: a Trial has no test metric to look at. A candidate with a
+    failed run (diverged, say) on any selection seed loses and is listed with the failure. A
+    candidate without a result on every seed is pending, and nothing is chosen while any is
+    pending, unless `complete` (every run has returned), where a missing result loses too. Ties
+    go to the smaller value, so the choice never depends on the order of the runs.
+    """
+    by_candidate: dict[float, dict[int, Trial]] = {float(v): {} for v in grid}
+    for trial in trials:
+        if float(trial.value) in by_candidate and trial.seed in seeds:
+            by_candidate[float(trial.value)][trial.seed] = trial
+    scores: dict[float, float] = {}
+    lost: dict[float, str] = {}
+    pending: list[float] = []
+    for value, runs in by_candidate.items():
+        failures = [f"seed {s}: {runs[s].failure}" for s in seeds if s in runs and runs[s].failure]
+        missing = [s for s in seeds if s not in runs or (runs[s].score is None and not runs[s].failure)]
+        if failures:
+            lost[value] = "; ".join(failures)
+        elif missing and complete:
+            lost[value] = f"no result for seed {', '.join(map(str, missing))}"
+        elif missing:
+            pending.append(value)
+        else:
+            scores[value] = statistics.fmean(runs[s].score for s in seeds)  # type: ignore[misc]
+    if pending or not scores:
+        return Selection(None, scores, lost, tuple(pending))
+    chosen = max(sorted(scores), key=lambda v: scores[v])  # max keeps the first (smallest) of equal scores
+    candidates = sorted(by_candidate)
+    return Selection(chosen, scores, lost, (), len(candidates) > 1 and chosen in (candidates[0], candidates[-1]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Effects and interactions
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Mean change in the value when `axis` goes from `base` to `level`, all else (and the seed) equal."""
+
+    axis: str
+    base: str
+    level: str
+    interval: Interval  # over seeds, of the per-seed mean change
+    pairs: int  # matched (configuration, seed) pairs behind it
+    pairs_better: int  # pairs whose value went down (lower error is better)
+    where: tuple[tuple[str, str], ...] = ()  # the other axes held at these levels (interaction cells)
+    per_seed: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def swap(self) -> str:
+        return f"{self.base} -> {self.level}"
+
+
+def effect(
+    cells: Cells,
+    axes: Sequence[str],
+    axis: str,
+    base: str,
+    level: str,
+    where: Mapping[str, str] | None = None,
+) -> Effect:
+    """The change `base -> level` of `axis`: per seed, the mean over matched configurations; then t over seeds.
+
+    `where` restricts the configurations to those with the given levels of other axes (the effect
+    of activation when the optimizer is Adam, say).
+    """
+    i = axes.index(axis)
+    held = [(axes.index(k), v) for k, v in (where or {}).items()]
+    per_seed_diffs: dict[int, list[float]] = {}
+    for config, by_seed in cells.items():
+        if config[i] != base or any(config[j] != v for j, v in held):
+            continue
+        other = cells.get((*config[:i], level, *config[i + 1 :]))
+        if other is None:
+            continue
+        for seed in sorted(by_seed.keys() & other.keys()):
+            per_seed_diffs.setdefault(seed, []).append(other[seed] - by_seed[seed])
+    per_seed = {seed: statistics.fmean(d) for seed, d in sorted(per_seed_diffs.items())}
+    diffs = [d for ds in per_seed_diffs.values() for d in ds]
+    return Effect(
+        axis=axis,
+        base=base,
+        level=level,
+        interval=t_interval(per_seed.values()),
+        pairs=len(diffs),
+        pairs_better=sum(d < 0 for d in diffs),
+        where=tuple((where or {}).items()),
+        per_seed=per_seed,
+    )
+
+
+def main_effects(cells: Cells, axes: Sequence[str], levels: Mapping[str, Sequence[str]]) -> list[Effect]:
+    """For each axis, the effect of going from its first level to each of the others."""
+    return [effect(cells, axes, axis, levels[axis][0], level) for axis in axes for level in levels[axis][1:]]
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """The effect of one swap under two levels of another axis, and how much it differs between them."""
+
+    swap: Effect  # the main effect, over every level of `by`
+    by: str
+    by_base: str
+    by_level: str
+    under_base: Effect
+    under_level: Effect
+    difference: Interval  # under_level - under_base, per seed, t over seeds
+
+
+def interactions(cells: Cells, axes: Sequence[str], levels: Mapping[str, Sequence[str]]) -> list[Interaction]:
+    """Every swap of every axis, under each level of each other axis (against that axis' first level)."""
+    rows = []
+    for swap in main_effects(cells, axes, levels):
+        for by in axes:
+            if by == swap.axis:
+                continue
+            under_base = effect(cells, axes, swap.axis, swap.base, swap.level, {by: levels[by][0]})
+            for by_level in levels[by][1:]:
+                under_level = effect(cells, axes, swap.axis, swap.base, swap.level, {by: by_level})
+                rows.append(
+                    Interaction(
+                        swap=swap,
+                        by=by,
+                        by_base=levels[by][0],
+                        by_level=by_level,
+                        under_base=under_base,
+                        under_level=under_level,
+                        difference=paired_difference(under_base.per_seed, under_level.per_seed),
+                    )
+                )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# A path of configurations, one change at a time
+
+
+@dataclass(frozen=True)
+class PathStep:
+    """One point of a path: its value over seeds, and the change from the point before it."""
+
+    label: str
+    level: Interval
+    change: Interval | None  # None for the start
+    from_start: Interval | None
+
+
+def path(steps: Sequence[tuple[str, Mapping[int, float]]]) -> list[PathStep]:
+    """Each step's mean (t-interval over seeds) and its paired change from the previous step and from the start."""
+    out = []
+    for k, (label, values) in enumerate(steps):
+        out.append(
+            PathStep(
+                label=label,
+                level=t_interval(values[s] for s in sorted(values)),
+                change=paired_difference(steps[k - 1][1], values) if k else None,
+                from_start=paired_difference(steps[0][1], values) if k else None,
+            )
+        )
+    return out
+
+
+def undone(
+    reference: Mapping[int, float], variants: Sequence[tuple[str, Mapping[int, float]]]
+) -> list[tuple[str, Interval]]:
+    """The reverse view: each variant (the end point with one change undone) minus the end point, paired by seed."""
+    return [(label, paired_difference(reference, values)) for label, values in variants]

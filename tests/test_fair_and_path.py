@@ -1,0 +1,448 @@
+"""The fair factorial and the 1998 -> modern path: configs, the report on hand-made sweeps, one tiny real sweep."""
+
+import csv
+import functools
+import json
+import math
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from conftest import run_cli, write_dataset
+from lenet_pl import CONFIG_DIR
+from lenet_pl.config import compose_config
+from lenet_pl.report import write_report
+from lenet_pl.sweeps import (
+    Plan,
+    Tune,
+    grid_jobs,
+    load_jobs,
+    overrides_dict,
+    sweep_plan,
+    tuned_configurations,
+    tuned_total,
+)
+
+T2 = 4.302653  # t(0.975, 2 degrees of freedom): three seeds
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_png(path: Path, min_height: int = 250, min_width: int = 450) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    height, width, channels = matplotlib.image.imread(path).shape
+    assert height >= min_height and width >= min_width and channels in (3, 4), (path, height, width)
+
+
+def write_job(
+    sweep: Path,
+    num: int,
+    overrides: dict[str, str],
+    val_acc: float | None,
+    test_acc: float | None,
+    failure: str | None = None,
+    path_step: dict | None = None,
+    epochs: int = 5,
+) -> Path:
+    """A job dir as train.py leaves it (named like issue 15 might name it: the report must not read the name)."""
+    job = sweep / f"job{num:03d}"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"{k}={v}" for k, v in overrides.items()]))
+    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
+    (job / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump({"seed": 0, **({"path_step": path_step} if path_step else {})})
+    )
+    if val_acc is not None:  # validation accuracy climbs to its best over the epochs
+        (job / "csv").mkdir()
+        with (job / "csv" / "metrics.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["epoch", "step", "val/acc"])
+            for epoch in range(epochs):
+                writer.writerow([epoch, epoch * 10 + 9, val_acc - 0.01 * (epochs - 1 - epoch)])
+    if failure is not None:
+        (job / "failure.json").write_text(json.dumps({"error": "TrainingDiverged", "message": failure}))
+    elif test_acc is not None:
+        metrics = {"test/acc": test_acc, "val/acc_best": val_acc, "epochs": epochs, "fit_seconds": 10.0}
+        (job / "metrics.json").write_text(json.dumps({"hparams": {"seed": int(overrides["seed"])}, "metrics": metrics}))
+    return job
+
+
+# --- the fair factorial: a hand-made tuned sweep -----------------------------------------------
+
+GRID = {"sgd": [0.01, 0.1, 1.0], "adam": [0.0001, 0.001, 0.01]}
+# Stage 1 on seed 0: (val acc, test acc) per configuration and learning rate. Validation and test
+# disagree on purpose: for tanh/sgd, 0.1 has the best validation accuracy and 0.01 the best test
+# accuracy; the largest SGD rate diverges.
+STAGE1 = {
+    ("tanh", "sgd"): {0.01: (0.980, 0.990), 0.1: (0.985, 0.950), 1.0: None},
+    ("relu", "sgd"): {0.01: (0.970, 0.999), 0.1: (0.990, 0.960), 1.0: None},
+    ("tanh", "adam"): {0.0001: (0.980, 0.980), 0.001: (0.990, 0.970), 0.01: (0.990, 0.999)},  # tie: 0.001
+    ("relu", "adam"): {0.0001: (0.995, 0.975), 0.001: (0.990, 0.999), 0.01: (0.980, 0.999)},
+}
+CHOSEN = {("tanh", "sgd"): 0.1, ("relu", "sgd"): 0.1, ("tanh", "adam"): 0.001, ("relu", "adam"): 0.0001}
+# test accuracy of seeds 1 and 2 at the chosen rate
+STAGE2 = {
+    ("tanh", "sgd"): (0.952, 0.948),
+    ("relu", "sgd"): (0.962, 0.964),
+    ("tanh", "adam"): (0.972, 0.968),
+    ("relu", "adam"): (0.978, 0.976),
+}
+
+
+def write_tuned_sweep(sweep: Path, stage2: bool = True) -> Path:
+    sweep.mkdir(parents=True)
+    multirun = {
+        "hydra": {
+            "sweeper": {
+                "_target_": "hydra_plugins.lenet_pl_sweeper.TunedSweeper",
+                "params": {"seed": "0,1,2", "activation": "tanh,relu", "optimizer": "sgd,adam"},
+                "tune": {
+                    "key": "optimizer.lr",
+                    "by": "optimizer",
+                    "grid": GRID,
+                    "seeds": [0],
+                    "metric": "val/acc_best",
+                },
+            },
+            "overrides": {"task": ["sweep=fair"]},
+        }
+    }
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    num = 0
+    for (activation, optimizer), runs in STAGE1.items():
+        for lr, result in runs.items():
+            overrides = {"activation": activation, "optimizer": optimizer, "sweep": "fair", "optimizer.lr": repr(lr)}
+            if result is None:
+                write_job(sweep, num, overrides | {"seed": "0"}, 0.5, None, failure=f"loss inf at lr {lr}")
+            else:
+                write_job(sweep, num, overrides | {"seed": "0"}, *result)
+            num += 1
+    if stage2:
+        for (activation, optimizer), accs in STAGE2.items():
+            for seed, acc in zip((1, 2), accs, strict=True):
+                lr = CHOSEN[activation, optimizer]
+                overrides = {"activation": activation, "optimizer": optimizer, "sweep": "fair"}
+                write_job(sweep, num, overrides | {"optimizer.lr": repr(lr), "seed": str(seed)}, 0.99, acc)
+                num += 1
+    return sweep
+
+
+def test_selection_picks_by_validation_never_by_test(tmp_path):
+    sweep = write_tuned_sweep(tmp_path / "sweep")
+    markdown = write_report(sweep, tmp_path / "out")
+    selection = {(r["activation"], r["optimizer"]): r for r in read_csv(tmp_path / "out" / "selection.csv")}
+    assert {k: float(r["chosen"].split()[0]) for k, r in selection.items()} == CHOSEN
+    # tanh/sgd: 0.01 tested best (99.0%) but validated worse than 0.1; the diverged 1.0 lost
+    assert selection["tanh", "sgd"]["candidates"].startswith("0.01: 98.00; 0.1: 98.50 (chosen); 1: lost (seed 0: ")
+    assert "TrainingDiverged: loss inf at lr 1.0" in selection["tanh", "sgd"]["candidates"]
+    assert selection["tanh", "adam"]["chosen"] == "0.001"  # tied with 0.01 on validation: the smaller wins
+    assert selection["relu", "adam"]["chosen"] == "0.0001 (edge)"
+    assert "## Learning-rate selection (validation only)" in markdown
+    # the diverged runs are listed as failed, and the report did not crash on them
+    assert markdown.count("failed: TrainingDiverged: loss inf at lr 1.0") == 2
+
+
+def test_configurations_are_reported_at_the_chosen_rate_with_a_95_percent_interval(tmp_path):
+    write_report(write_tuned_sweep(tmp_path / "sweep"), tmp_path / "out")
+    rows = {(r["activation"], r["optimizer"]): r for r in read_csv(tmp_path / "out" / "configurations.csv")}
+    tanh_sgd = rows["tanh", "sgd"]
+    assert float(tanh_sgd["chosen_lr"]) == 0.1 and tanh_sgd["runs"] == "3/3"
+    # seeds 0, 1, 2 at lr 0.1: 95.0, 95.2, 94.8 -> mean 95.0, s 0.2
+    assert float(tanh_sgd["test_acc_mean"]) == pytest.approx(95.0)
+    assert float(tanh_sgd["test_acc_ci95"]) == pytest.approx(T2 * 0.2 / math.sqrt(3), abs=1e-3)
+    assert float(rows["relu", "adam"]["test_acc_mean"]) == pytest.approx((97.5 + 97.8 + 97.6) / 3, abs=1e-3)
+
+
+def test_main_effects_interactions_and_budgets_use_only_the_tuned_runs(tmp_path):
+    markdown = write_report(write_tuned_sweep(tmp_path / "sweep"), tmp_path / "out")
+    effects = {r["axis"]: r for r in read_csv(tmp_path / "out" / "effects.csv")}
+    # test error per seed at the chosen rates (tanh/sgd, relu/sgd, tanh/adam, relu/adam):
+    # seed 0: 5.0, 4.0, 3.0, 2.5; seed 1: 4.8, 3.8, 2.8, 2.2; seed 2: 5.2, 3.6, 3.2, 2.4
+    # relu - tanh per seed: mean(-1.0, -0.5) = -0.75, mean(-1.0, -0.6) = -0.8, mean(-1.6, -0.8) = -1.2
+    assert float(effects["activation"]["test_error_change_mean"]) == pytest.approx((-0.75 - 0.8 - 1.2) / 3, abs=1e-4)
+    assert effects["activation"]["seeds"] == "3" and effects["activation"]["pairs"] == "6"
+    interactions = read_csv(tmp_path / "out" / "interactions.csv")
+    relu_by_optimizer = next(r for r in interactions if r["swap"].startswith("activation") and r["by"] == "optimizer")
+    # relu under sgd: -1.0, -1.0, -1.6 (mean -1.2); under adam: -0.5, -0.6, -0.8 (mean -0.633)
+    assert relu_by_optimizer["under_base"].startswith("sgd: -1.20 [")
+    assert relu_by_optimizer["under_level"].startswith("adam: -0.63 [")
+    assert relu_by_optimizer["difference"].startswith("+0.57 [")
+    budget = {r["axis"]: r for r in read_csv(tmp_path / "out" / "budget.csv")}
+    assert set(budget["optimizer"]) >= {"val error, epoch 1", "val error, epoch 5", "test error (best checkpoint)"}
+    assert "## Two-way interactions" in markdown and "## Effects against the training budget" in markdown
+    for name in ("val_acc.png", "lr_selection.png", "effects.png", "budget.png", "interactions.png"):
+        assert_png(tmp_path / "out" / name)
+
+
+def test_a_tuned_sweep_in_stage_1_counts_the_jobs_to_come_and_reports_what_it_has(tmp_path):
+    sweep = write_tuned_sweep(tmp_path / "sweep", stage2=False)
+    assert sweep_plan(sweep).total == 4 * 3 + 4 * 2
+    markdown = write_report(sweep, tmp_path / "out")
+    assert "12 job dirs of 20 jobs in the sweep; 10 finished, 2 failed" in markdown
+    assert "8 jobs have not started." in markdown
+    rows = {(r["activation"], r["optimizer"]): r for r in read_csv(tmp_path / "out" / "configurations.csv")}
+    assert rows["tanh", "sgd"]["runs"] == "1/1" and rows["tanh", "sgd"]["test_acc_ci95"] == ""
+
+
+def test_a_resumed_job_takes_its_earlier_epochs_from_the_dir_it_resumed(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    killed = write_job(sweep, 0, {"seed": "0", "activation": "tanh"}, 0.95, None, epochs=3)
+    resumed = write_job(sweep, 1, {"seed": "0", "activation": "tanh", "ckpt_path": f"'{killed}'"}, 0.99, 0.99)
+    with (resumed / "csv" / "metrics.csv").open("w", newline="") as f:  # only the epochs after the checkpoint
+        f.write("epoch,step,val/acc\n3,39,0.97\n4,49,0.99\n")
+    jobs = {job.num: job for job in load_jobs(sweep)}
+    assert jobs[1].val_acc == pytest.approx([0.93, 0.94, 0.95, 0.97, 0.99])
+    assert jobs[0].identity == jobs[1].identity  # ckpt_path is not part of what a job runs
+
+
+def test_fair_sweep_config_is_the_issue_s_design():
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["sweep=fair"], return_hydra_config=True)
+    assert cfg.trainer.max_epochs == 20 and cfg.threads == 1
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+    tune = Tune.from_config(OmegaConf.to_container(cfg.hydra.sweeper.tune))
+    assert tune.key == "optimizer.lr" and tune.metric.startswith("val/") and tune.seeds == (0,)
+    for optimizer in ("sgd", "adam"):
+        rates = tune.grid[optimizer]
+        assert len(rates) >= 3 and max(rates) / min(rates) >= 10 - 1e-9
+    grid = [overrides_dict(job) for job in grid_jobs(cfg.hydra.sweeper.params, ["sweep=fair"])]
+    assert len(grid) == 16 * 3 and {job["seed"] for job in grid} == {"0", "1", "2"}
+    assert tuned_total(grid, tune) == 16 * 3 + 16 * 2  # 48 selection runs, then 32 at the chosen rates
+
+
+def test_tune_on_a_test_metric_is_refused():
+    with pytest.raises(Exception, match="never on test"):
+        Tune.from_config({"key": "optimizer.lr", "grid": [0.1, 1.0], "seeds": [0], "metric": "test/acc"})
+
+
+def test_every_configuration_without_a_choice_gets_no_final_runs(tmp_path):
+    sweep = write_tuned_sweep(tmp_path / "sweep", stage2=False)
+    plan = sweep_plan(sweep)
+    tuned = tuned_configurations(load_jobs(sweep), Plan(plan.total, plan.grid, plan.tune), complete=True)
+    assert [t.selection.chosen for t in tuned] == [0.1, 0.001, 0.1, 0.0001]  # the grid's order: tanh first
+    assert all(len(t.final) == 1 and t.final[0].overrides["seed"] == "0" for t in tuned)
+
+
+# --- the path ---------------------------------------------------------------------------------
+
+FORWARD = ["path0_lenet1998", "path1_adam", "path2_softmax", "path3_dense_c3", "path4_max_pool", "path5_relu"]
+FORWARD += ["path6_modern"]
+REVERSE = ["path_undo1_training", "path_undo2_rbf", "path_undo3_table_c3", "path_undo4_subsampling"]
+REVERSE += ["path_undo5_scaled_tanh", "path_undo6_init"]
+
+
+@functools.cache
+def composed(experiment: str, *overrides: str) -> dict:
+    """The resolved config of a preset (cached: composing takes a second on a busy machine; callers only read it)."""
+    cfg = compose_config([f"experiment={experiment}", "paths.output_dir=unused", *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def flat(config: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# What each step may change, besides `path_step` (and what hangs off a swapped group).
+STEP_CHANGES = {
+    "path1_adam": ("optimizer.", "scheduler.", "data.batch_size", "callbacks.sdlm_curvature."),
+    "path2_softmax": ("model.head.", "loss."),
+    "path3_dense_c3": ("model.c3.",),
+    "path4_max_pool": ("pooling.", "model.pooling."),
+    "path5_relu": ("activation.", "model.activation.", "pooling.activation", "model.pooling.activation"),
+    "path6_modern": ("model.init", "data.mean", "data.std"),
+}
+
+
+@pytest.mark.parametrize("step", range(1, 7))
+def test_each_path_step_changes_one_thing(step):
+    before, after = flat(composed(FORWARD[step - 1])), flat(composed(FORWARD[step]))
+    changed = {
+        k for k in before.keys() | after.keys() if before.get(k) != after.get(k) and not k.startswith("path_step")
+    }
+    allowed = STEP_CHANGES[FORWARD[step]]
+    assert changed and all(k.startswith(allowed) for k in changed), sorted(changed)
+
+
+def test_the_path_starts_at_lenet1998_under_the_factorial_s_protocol_and_ends_at_modern():
+    start, lenet1998, default = composed(FORWARD[0]), composed("lenet1998"), composed("classic")
+    for key in ("model", "activation", "pooling", "loss", "optimizer", "scheduler"):
+        assert start[key] == lenet1998[key]
+    assert start["data"] | {"val_size": 0} == lenet1998["data"] | {"val_size": 0}
+    assert start["data"]["val_size"] == default["data"]["val_size"] == 5000  # not the preset's own protocol
+    # the best-validation checkpoint is tested, as in the factorial
+    assert start["callbacks"]["model_checkpoint"] == default["callbacks"]["model_checkpoint"]
+    assert start["trainer"]["max_epochs"] == 20 and start["path_step"]["order"] == 0
+    end, modern = composed(FORWARD[-1]), composed("modern", "trainer.max_epochs=20")
+    for key in ("activation", "pooling", "loss", "optimizer", "scheduler", "data", "trainer"):
+        assert end[key] == modern[key], key
+    nets = []
+    for experiment, extra in ((FORWARD[-1], []), ("modern", ["trainer.max_epochs=20"])):
+        torch.manual_seed(0)
+        nets.append(instantiate(compose_config([f"experiment={experiment}", *extra]).model))
+    for (name, a), (_, b) in zip(nets[0].state_dict().items(), nets[1].state_dict().items(), strict=True):
+        assert torch.equal(a, b), name  # the same network, initialised the same way
+
+
+@pytest.mark.parametrize("undo", REVERSE)
+def test_each_reverse_step_is_the_end_point_with_one_step_s_change_undone(undo):
+    order = int(undo[len("path_undo")])
+    end, variant = flat(composed(FORWARD[-1])), flat(composed(undo))
+    before, after = flat(composed(FORWARD[order - 1])), flat(composed(FORWARD[order]))
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k) and not k.startswith("path_")}
+    squashing = ("pooling.activation", "model.pooling.activation")  # subsampling squashes with the end point's ReLU
+    for key in changed:  # the keys the forward step changed are back at their value before that step
+        if not key.startswith(squashing):
+            assert variant.get(key) == before.get(key), key
+    others = {k for k in end.keys() | variant.keys() if k not in changed and not k.startswith("path_step")}
+    assert not {k for k in others if end.get(k) != variant.get(k) and not k.startswith(squashing)}
+
+
+def write_path_sweep(sweep: Path, reverse: bool = True) -> Path:
+    """Three forward steps and two undone ones, three seeds each: test error (%) known per seed."""
+    sweep.mkdir(parents=True)
+    errors = {
+        ("forward", 0, "1998"): (1.00, 1.10, 0.90),
+        ("forward", 1, "SDLM -> Adam"): (0.90, 0.95, 0.85),
+        ("forward", 2, "RBF -> softmax"): (0.80, 0.95, 0.80),
+    }
+    if reverse:
+        errors |= {
+            ("reverse", 1, "modern, but SDLM"): (1.00, 1.10, 0.95),
+            ("reverse", 2, "modern, but RBF"): (0.85, 0.9, 0.8),
+        }
+    num = 0
+    for seed in range(3):
+        for (view, order, label), by_seed in errors.items():
+            step = {"view": view, "order": order, "label": label}
+            overrides = {"seed": str(seed), "experiment": f"{view}{order}", "sweep": "path"}
+            write_job(sweep, num, overrides, 0.99, 1 - by_seed[seed] / 100, path_step=step)
+            num += 1
+    return sweep
+
+
+def test_path_report_draws_the_steps_and_the_reverse_view(tmp_path):
+    markdown = write_report(write_path_sweep(tmp_path / "sweep"), tmp_path / "out")
+    rows = read_csv(tmp_path / "out" / "path.csv")
+    forward = [r for r in rows if r["view"] == "forward"]
+    assert [r["label"] for r in forward] == ["1998", "SDLM -> Adam", "RBF -> softmax"]
+    assert forward[0]["test_error"] == f"1.00 +- {T2 * 0.1 / math.sqrt(3):.2f}"
+    assert forward[1]["change"].startswith("-0.10 [") and forward[2]["from_start"].startswith("-0.15 [")
+    reverse = [r for r in rows if r["view"] == "reverse"]
+    # against the end point (0.80, 0.95, 0.80): +0.20, +0.15, +0.15 and +0.05, -0.05, 0.00
+    assert reverse[0]["change"].startswith("+0.17 [") and reverse[1]["change"].startswith("+0.00 [")
+    assert "## The path, one change at a time" in markdown and "## Main effects" not in markdown
+    assert "## The reverse view" in markdown
+    assert_png(tmp_path / "out" / "path.png")
+    assert_png(tmp_path / "out" / "path_reverse.png", min_height=200)
+
+
+def test_path_sweep_configs_run_every_step_on_three_seeds():
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for name, steps in (("path", FORWARD), ("path_reverse", [FORWARD[-1], *REVERSE])):
+            cfg = compose(config_name="train", overrides=[f"sweep={name}"], return_hydra_config=True)
+            grid = [overrides_dict(job) for job in grid_jobs(cfg.hydra.sweeper.params, [])]
+            assert [job["experiment"] for job in grid[: len(steps)]] == steps
+            assert len(grid) == 3 * len(steps) and {job["seed"] for job in grid} == {"0", "1", "2"}
+
+
+# --- one tiny real tuned sweep through the CLI ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_fair(tmp_path_factory) -> tuple[Path, object, list[str]]:
+    """sweep=fair narrowed to tanh/avg/cross_entropy x sgd/adam, 2 rates each, seeds 0 and 1.
+
+    SGD's second rate (1e4) diverges: it loses the selection and the sweep goes on. The jobs run in
+    this process (the basic launcher: no worker start-up); test_sweeps.py runs joblib and submitit.
+    """
+    tmp = tmp_path_factory.mktemp("fair")
+    root = write_dataset(tmp / "data")
+    args = [
+        "-m",
+        "sweep=fair",
+        "hydra/launcher=basic",
+        f"data.root={root}",
+        "data.val_size=100",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=6",
+        "logger=csv",
+        "seed=0,1",
+        "activation=tanh",
+        "pooling=avg",
+        "loss=cross_entropy",
+        "hydra.sweeper.tune.grid.sgd=[0.05,10000.0]",
+        "hydra.sweeper.tune.grid.adam=[0.001,0.01]",
+        f"hydra.sweep.dir={tmp / 'sweep'}",
+    ]
+    return tmp / "sweep", run_cli("lenet_pl.train", *args, cwd=tmp), args
+
+
+def test_tiny_fair_sweep_runs_both_stages_and_keeps_job_output_out_of_the_console(tiny_fair):
+    sweep, result, _ = tiny_fair
+    assert result.returncode == 0, result.stderr[-3000:]  # the diverged candidate is a result, not a crash
+    jobs = load_jobs(sweep)
+    assert len(jobs) == 2 * 2 + 2  # 4 selection runs (seed 0), then seed 1 at each chosen rate
+    diverged = [j for j in jobs if j.failure]
+    assert len(diverged) == 1 and diverged[0].overrides["optimizer.lr"] == "10000.0"
+    assert "Training diverged" in diverged[0].failure
+    stage2 = [j for j in jobs if j.overrides["seed"] == "1"]
+    assert {(j.overrides["optimizer"], j.overrides["optimizer.lr"]) for j in stage2} >= {("sgd", "0.05")}
+    selection = yaml.safe_load((sweep / "selection.yaml").read_text())
+    assert {c["config"]["optimizer"]: c["chosen"] for c in selection["choices"]}["sgd"] == 0.05
+    # one progress line, not the jobs' layer tables and Lightning tables; those are in each job's train.log
+    assert "LeNet-5 layers" not in result.stdout + result.stderr
+    assert "sweep: 6/6 jobs returned (1 failed, 0 running;" in result.stderr
+    assert f"Sweep {sweep}: 5 jobs finished, 1 failed" in result.stderr
+    log = (jobs[0].path / "train.log").read_text()
+    assert "LeNet-5 layers" in log and "Test accuracy" in log and "test/acc" in log  # Lightning's test table too
+    assert "Traceback" in (diverged[0].path / "train.log").read_text()
+
+
+def test_tiny_fair_sweep_report(tiny_fair):
+    sweep, _, _ = tiny_fair
+    result = run_cli("lenet_pl.report", str(sweep), cwd=sweep)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "6 job dirs of 6 jobs in the sweep; 5 finished, 1 failed, 0 running" in result.stdout
+    assert "| sgd | 0.05: " in result.stdout and "10000: lost (seed 0: TrainingDiverged: Training diverged" in (
+        result.stdout
+    )
+    rows = {r["optimizer"]: r for r in read_csv(sweep / "report" / "configurations.csv")}
+    assert float(rows["sgd"]["chosen_lr"]) == 0.05 and rows["sgd"]["runs"] == "2/2"
+    assert "## Main effects (at each configuration's chosen learning rate)" in result.stdout
+    for name in ("val_acc.png", "lr_selection.png", "effects.png", "budget.png"):
+        assert_png(sweep / "report" / name)
+
+
+def test_a_killed_tuned_sweep_resumes_in_its_dir_keeping_what_finished(tiny_fair):
+    sweep, _, args = tiny_fair
+    jobs = load_jobs(sweep)
+    stopped = next(j for j in jobs if j.overrides["seed"] == "1" and j.overrides["optimizer"] == "adam")
+    (stopped.path / "metrics.json").unlink()  # as if killed after its last checkpoint
+    before = {j.path.name for j in jobs}
+    result = run_cli("lenet_pl.train", *args, cwd=sweep.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = load_jobs(sweep)
+    new = [j for j in after if j.path.name not in before]
+    assert len(new) == 1 and new[0].identity == stopped.identity and new[0].finished
+    assert new[0].overrides["ckpt_path"].strip("'") == str(stopped.path.resolve())  # resumed from its checkpoint
+    assert "Resuming from" in (new[0].path / "train.log").read_text()
+    markdown = write_report(sweep, sweep / "report2")
+    rows = {r["optimizer"]: r for r in read_csv(sweep / "report2" / "configurations.csv")}
+    assert rows["adam"]["runs"] == "2/2"
+    assert f"| {stopped.path.name} | stopped; run again in {new[0].path.name} |" in markdown
