@@ -121,6 +121,14 @@ def test_unknown_choice_fails_before_training_with_the_valid_options(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_unknown_choice_in_a_sweep_fails_before_any_job_with_hydras_message(tmp_path):
+    result = run_cli("lenet_pl.train", "-m", "activation=swish,relu", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "error: In 'train': Could not find 'activation/swish'" in result.stderr
+    assert "a job of the sweep failed" not in result.stderr  # nothing ran: composing the sweep failed
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -142,6 +150,8 @@ def test_unknown_choice_fails_before_training_with_the_valid_options(tmp_path):
         # the model against the data set, when the run is built
         (["data.image_size=28"], "error: model.input_size=32 does not fit data.image_size=28"),
         (["model.num_classes=5"], "error: model.num_classes=5 does not fit the data: MNIST has 10 classes"),
+        # an interpolation typed on the command line that points nowhere
+        (["optimizer.lr=${nope}"], "error: Interpolation key 'nope' not found full_key: optimizer.lr"),
     ],
 )
 def test_bad_value_is_one_paragraph_and_a_non_zero_exit(tmp_path, synthetic_root, overrides, message):
