@@ -329,10 +329,13 @@ def test_keep_freed_memory_stops_the_page_faults_of_every_training_step(syntheti
         assert result.returncode == 0, result.stderr[-2000:]
         return float(result.stdout.split()[-1])
 
-    # Measured: ~4,000-5,000 minor faults a step by default (the activations' pages, mapped afresh),
-    # ~340 with the memory kept (most of them the first step's).
-    assert faults_per_step("false") > 1500
-    assert faults_per_step("true") < 800
+    # Measured on an idle machine: ~4,500 minor faults a step by default (the activations' pages,
+    # mapped afresh), ~420 with the memory kept (most of them the first step's). With other jobs
+    # running the default's count fell to ~1,400 once (page reclaim differs), so the default is
+    # compared with the kept memory rather than with a fixed count.
+    kept = faults_per_step("true")
+    assert kept < 800
+    assert faults_per_step("false") > 2.5 * kept
 
 
 def test_keep_freed_memory_must_be_true_or_false():

@@ -19,6 +19,7 @@ single runs are untouched. Hydra calls the callback in two places:
 `hydra.callbacks.sweep_progress.quiet=false` shows the jobs' output as before.
 """
 
+import atexit
 import logging
 import shutil
 import sys
@@ -278,8 +279,15 @@ class SweepProgress(Callback):
         self._wrap_console_logging()
         stream.write(f"Sweep dir: {sweep_dir} (each job's output: <job dir>/train.log)\n")
         self._watch.start()
+        # A failed job makes Hydra raise once every job has returned, without on_multirun_end: the
+        # last line must still be drawn from the final counts, not left at the watcher's last tick.
+        atexit.register(self._finish)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._finish()
+        atexit.unregister(self._finish)
+
+    def _finish(self) -> None:
         if self._watch is not None:
             self._watch.stop()
             self._watch = None
