@@ -356,19 +356,19 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _load_splits(self) -> None:
         images, labels = load_split(self.dataset, self.root, train=True)
-        n_val = self.val_size if isinstance(self.val_size, int) else round(self.val_size * len(labels))
-        if not self.has_validation:
+        if self.has_validation:
+            n_val = self.val_size if isinstance(self.val_size, int) else round(self.val_size * len(labels))
+            if not 1 <= n_val < len(labels):
+                raise ConfigError(
+                    f"data.val_size={self.val_size!r} leaves no training images: the training set has "
+                    f"{len(labels)} images."
+                )
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+            val, train = order[:n_val], order[n_val:]
+            self.splits["train"] = images[train], labels[train]
+            self.splits["val"] = images[val], labels[val]
+        else:
             self.splits["train"] = images, labels
-            self.splits["test"] = load_split(self.dataset, self.root, train=False)
-            return
-        if not 1 <= n_val < len(labels):
-            raise ConfigError(
-                f"data.val_size={self.val_size!r} leaves no training images: the training set has {len(labels)} images."
-            )
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
-        val, train = order[:n_val], order[n_val:]
-        self.splits["train"] = images[train], labels[train]
-        self.splits["val"] = images[val], labels[val]
         self.splits["test"] = load_split(self.dataset, self.root, train=False)
 
     @property
