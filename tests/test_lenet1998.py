@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 
@@ -318,19 +319,14 @@ def test_the_papers_protocol_trains_on_every_digit_tests_the_last_pass_and_draws
 def sdlm_steps_on_real_mnist(root, seed: int, steps: int = 200) -> tuple[tuple, tuple, dict]:
     """(loss, accuracy) on 1,000 test digits before and after `steps` of the lenet1998 preset, and the SDLM state."""
     # Fewer curvature samples than the preset's 500 keep it fast; the steps are the preset's.
-    cfg = lenet1998(f"data.root={root}", "callbacks.sdlm_curvature.samples=160")
+    cfg = lenet1998(f"data.root={root}", "callbacks.sdlm_curvature.samples=160", "paths.output_dir=unused")
     L.seed_everything(seed)
     data = instantiate(cfg.data)
     data.prepare_data()
     data.setup()
     test_x, test_y = data.splits["test"]
     test_x, test_y = data.preprocess(test_x[:1000]), test_y[:1000]
-    module = LeNetModule(
-        net=instantiate(cfg.model),
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler.scheduler),
-    )
+    module = LeNetModule(config=OmegaConf.to_container(cfg, resolve=True))  # as `train` builds it
 
     def evaluate() -> tuple[float, float]:
         with torch.no_grad():
