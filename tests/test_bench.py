@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -329,13 +330,13 @@ def test_keep_freed_memory_stops_the_page_faults_of_every_training_step(syntheti
         assert result.returncode == 0, result.stderr[-2000:]
         return float(result.stdout.split()[-1])
 
-    # Measured on an idle machine: ~4,500 minor faults a step by default (the activations' pages,
-    # mapped afresh), ~420 with the memory kept (most of them the first step's). With other jobs
-    # running the default's count fell to ~1,400 once (page reclaim differs), so the default is
-    # compared with the kept memory rather than with a fixed count.
+    # Measured: ~410-450 minor faults a step with the memory kept (most of them the first step's),
+    # every time. By default the count varies from process to process (983, 1,402, 3,025 ... 4,611
+    # seen on one machine: glibc moves its thresholds as blocks are freed), so the default is the
+    # median of three processes, compared with the kept memory rather than with a fixed count.
     kept = faults_per_step("true")
     assert kept < 800
-    assert faults_per_step("false") > 2.5 * kept
+    assert statistics.median(faults_per_step("false") for _ in range(3)) > 2.5 * kept
 
 
 def test_keep_freed_memory_must_be_true_or_false():
