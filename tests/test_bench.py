@@ -33,10 +33,12 @@ def parse_report(text: str) -> dict[str, str]:
     return dict(re.findall(r"^([\w./]+): (.*)$", text, flags=re.MULTILINE))
 
 
-def test_bench_prints_well_formed_results(synthetic_root, tmp_path, capsys):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_bench_prints_well_formed_results(synthetic_root, tmp_path, capsys, precision):
     json_path = tmp_path / "bench.json"
     # No loggers, image callbacks or progress bar: their start-up would dominate runs this short.
     overrides = [*tiny_overrides(synthetic_root), "logger=none", "callbacks=none", "trainer.enable_progress_bar=false"]
+    overrides.append(f"precision={precision}")
     tta = ["--tta", "experiment=fast", *(f"--tta={o}" for o in [*overrides, "trainer.max_epochs=2"])]
     argv = ["--steps", "4", "--warmup", "1", "--repeats", "2", "--paired-steps", "6", "--target", "0.5", *tta]
     argv += ["--json", str(json_path)]
@@ -80,6 +82,9 @@ def test_bench_prints_well_formed_results(synthetic_root, tmp_path, capsys):
     assert 0 < results["paired"]["ratio"] < 10
     assert results["time_to_accuracy"]["overrides"][0] == "experiment=fast"
     assert results["machine"]["cores"] >= 1 and results["machine"]["torch"] == torch.__version__
+    assert f"precision={precision}" in results["time_to_accuracy"]["overrides"]
+    units = results["machine"]["cpu_bf16_units"]  # how a reader of the figures tells which CPU ran them
+    assert units == "none (bf16 is emulated)" or set(units) <= {"AMX", "AVX512_BF16"}
 
 
 def test_paired_summary_takes_whole_blocks_and_reports_the_quieter_half():

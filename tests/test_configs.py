@@ -19,6 +19,7 @@ SWAPPABLE = (
     "model",
     "data",
     "trainer",
+    "precision",
     "logger",
     "callbacks",
 )

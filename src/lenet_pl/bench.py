@@ -48,7 +48,7 @@ from lenet_pl.config import compose_config
 from lenet_pl.data import MNISTDataModule, resolve_device
 from lenet_pl.errors import UserError, user_message
 from lenet_pl.module import make_scheduler
-from lenet_pl.train import build, configure_process
+from lenet_pl.train import build, configure_process, cpu_bf16_units
 
 PIPELINES = ("plain", "lightning", "naive")
 
@@ -416,6 +416,7 @@ def machine() -> dict[str, Any]:
         "lightning": L.__version__,
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
+        "cpu_bf16_units": cpu_bf16_units() or "none (bf16 is emulated)",
     }
     if hasattr(os, "getloadavg"):
         info["load_average_1min"] = round(os.getloadavg()[0], 2)
@@ -568,7 +569,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not 0 < args.target <= 1:
         parser.error(f"--target={args.target} is not allowed: it must be a test accuracy in (0, 1].")
     if args.tta_overrides is None:
-        inherited = [o for o in args.overrides if o.split("=", 1)[0] in ("data.root", "paths.data_dir", "threads")]
+        inherited_keys = ("data.root", "paths.data_dir", "threads", "precision", "trainer.precision")
+        inherited = [o for o in args.overrides if o.split("=", 1)[0] in inherited_keys]
         args.tta_overrides = ["experiment=fast", *inherited]
     return args
 

@@ -22,6 +22,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
@@ -65,6 +66,32 @@ def configure_process(cfg: DictConfig) -> None:
         keep_freed_memory()
 
 
+def cpu_bf16_units() -> list[str]:
+    """This CPU's bf16 units as torch's kernels see them: "AMX", "AVX512_BF16", both, or none.
+
+    oneDNN runs bf16 convolutions and matrix products on AMX tiles (Intel Xeon since Sapphire
+    Rapids) or with AVX512_BF16 instructions (Intel Cooper Lake, AMD Zen 4 and later). Without
+    either, bf16 is emulated: converted to fp32 and back around fp32 arithmetic.
+    """
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()  # cpuinfo's CPUID flags (torch >= 2.6)
+    return [name for key, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512_BF16")) if capabilities.get(key)]
+
+
+def note_cpu_precision(trainer: L.Trainer) -> None:
+    """Say in the log whether mixed bf16 on this CPU runs on bf16 units or is emulated (slower than fp32)."""
+    if trainer.precision not in ("bf16-mixed", "bf16-true") or not isinstance(trainer.accelerator, CPUAccelerator):
+        return
+    units = cpu_bf16_units()
+    if units:
+        log.info("precision %s on a CPU with %s: bf16 runs on its bf16 units.", trainer.precision, " and ".join(units))
+    else:
+        log.warning(
+            "precision %s on a CPU without bf16 units (neither AMX nor AVX512_BF16): bf16 is emulated here and "
+            "trains slower than fp32 (BENCHMARKS.md, 'bf16'); precision=fp32 is the faster choice on this CPU.",
+            trainer.precision,
+        )
+
+
 def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTDataModule, LeNetModule, L.Trainer]:
     """The data module, LightningModule and Trainer of the run `cfg` describes (train and bench share this)."""
     configure_process(cfg)
@@ -90,6 +117,7 @@ def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTD
             )
     no_validation = {} if datamodule.has_validation else {"limit_val_batches": 0}  # and no empty-loader warning
     trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers, callbacks=all_callbacks, **no_validation)
+    note_cpu_precision(trainer)
     return datamodule, module, trainer
 
 
