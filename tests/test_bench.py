@@ -347,3 +347,48 @@ def test_keep_freed_memory_stops_the_page_faults_of_every_training_step(syntheti
 def test_keep_freed_memory_must_be_true_or_false():
     with pytest.raises(ConfigError, match=r"keep_freed_memory='sometimes' is not allowed: give true or false"):
         validate(compose_config(["keep_freed_memory=sometimes"]))
+
+
+def test_time_to_accuracy_per_seed_reports_each_seed_and_the_slowest(monkeypatch, capsys):
+    """--tta-seeds fits once per seed (the seed added last, so it wins) and the figure is the slowest seed."""
+    seconds = {0: 6.5, 1: 7.25, 2: None}  # seed 2 never reaches the target
+    fits = []
+
+    def fake_fit(overrides, target):
+        fits.append(overrides)
+        seed = int(overrides[-1].removeprefix("seed="))
+        history = [{"epoch": 1, "seconds": 3.0, "cpu_seconds": 6.0, "test_acc": 0.985}]
+        done = seconds[seed]
+        return {"seconds_to_target": done, "cpu_seconds_to_target": None if done is None else 2 * done,
+                "fit_seconds": 7.5, "history": history, "peak_rss_mb": 900.0 + seed}  # fmt: skip
+
+    monkeypatch.setattr(bench, "time_to_accuracy", fake_fit)
+    argv = ["--no-throughput", "--tta-seeds", "0", "1", "2", "--tta", "experiment=fast", "--tta", "threads=2"]
+    assert bench.main(argv) == 0
+    fields = parse_report(capsys.readouterr().out)
+    assert fits == [["experiment=fast", "threads=2", f"seed={s}"] for s in (0, 1, 2)]
+    assert "samples_per_s.plain" not in fields  # no throughput runs
+    assert (fields["time_to_accuracy.seed_0.seconds"], fields["time_to_accuracy.seed_1.seconds"]) == ("6.50", "7.25")
+    assert fields["time_to_accuracy.seed_2.seconds"] == "not reached"
+    assert fields["time_to_accuracy.slowest_seed_seconds"] == "not reached"
+    assert fields["time_to_accuracy.seeds_not_reaching_target"] == "2"
+    assert fields["peak_rss_mb.training_run"] == "902"
+
+    seconds[2] = 5.0
+    assert bench.main(argv) == 0
+    fields = parse_report(capsys.readouterr().out)
+    assert fields["time_to_accuracy.slowest_seed_seconds"] == "7.25"
+    assert fields["time_to_accuracy.seeds_not_reaching_target"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--no-throughput", "--no-time-to-accuracy"], "leaves nothing to measure"),
+        (["--tta-seeds", "0", "1", "0"], "--tta-seeds 0 1 0 names a seed twice"),
+    ],
+)
+def test_bench_rejects_option_mixes_that_measure_nothing_or_twice(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -26,6 +26,7 @@ MODELS = {
     "lenet1998": ["experiment=lenet1998"],
     "keras_blog": ["experiment=seed_keras"],
     "sigmoid_avg": ["activation=sigmoid", "pooling=avg"],
+    "batch_norm": ["experiment=fast", "norm=batch"],
 }
 MAP_STAGES = {"C1": 6, "S2": 6, "C3": 16, "S4": 16}
 
@@ -54,6 +55,15 @@ def test_the_hooks_record_what_a_manual_forward_through_the_same_layers_computes
         torch.testing.assert_close(recorded["output"], net(x), rtol=0, atol=0)
     side = net.input_shape[-1] - 4
     assert recorded["C1"].shape == (2, 6, side, side) and recorded["F6"].shape == (2, 84)
+
+
+def test_capture_sees_a_training_net_as_at_inference_and_leaves_it_as_it_was():
+    net = built(["experiment=fast", "norm=batch"]).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    recorded = capture(net, torch.randn(1, *net.input_shape))  # one digit: batch statistics would fail
+    assert net.training and recorded["output"].shape == (1, 10)
+    for key, value in net.state_dict().items():  # running statistics untouched
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
 
 
 def test_c1_is_the_convolution_of_the_input_with_its_kernels_then_the_activation():

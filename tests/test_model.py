@@ -107,3 +107,19 @@ def test_model_runs_without_lightning_on_a_batch():
         probs = net(torch.zeros(2, 1, 32, 32)).softmax(1)
     assert probs.shape == (2, 10)
     assert math.isclose(probs.sum().item(), 2.0, rel_tol=1e-5)
+
+
+def test_norm_batch_puts_a_batchnorm_between_each_convolution_and_its_activation():
+    plain = instantiate(compose_config(["activation=relu"]).model)
+    normed = instantiate(compose_config(["activation=relu", "norm=batch"]).model)
+    for stage, maps in (("C1", 6), ("C3", 16), ("C5", 120)):
+        conv, norm, act = list(getattr(normed, stage))[:3]
+        assert isinstance(conv, nn.Conv2d) and isinstance(act, nn.ReLU)
+        assert isinstance(norm, nn.BatchNorm2d) and norm.num_features == maps
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in getattr(plain, stage))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in [*normed.F6, normed.output])
+    # 2 parameters per map of C1, C3 and C5: (6 + 16 + 120) x 2 = 284 over LeNet-5's 61,706, within 62k.
+    assert sum(r.params for r in layer_table(normed)) == 61_706 + 284 == sum(p.numel() for p in normed.parameters())
+    normed.train()
+    out = normed(torch.randn(8, 1, 32, 32))
+    assert out.shape == (8, 10) and normed.C1[1].running_mean.abs().sum() > 0  # batch statistics were taken

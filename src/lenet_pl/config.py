@@ -21,7 +21,7 @@ from lenet_pl.errors import ConfigError, UserError
 from lenet_pl.outputs import note_output_dir
 
 # The config groups a run swaps: they name runs and fill TensorBoard's hparams tab.
-AXES = ("experiment", "model", "activation", "pooling", "loss", "optimizer", "scheduler", "data")
+AXES = ("experiment", "model", "activation", "pooling", "norm", "loss", "optimizer", "scheduler", "precision", "data")
 # Plain values worth comparing runs by, flattened into the hparams tab next to the axes.
 VALUES = ("optimizer.lr", "optimizer.weight_decay", "data.batch_size", "trainer.max_epochs", "seed")
 

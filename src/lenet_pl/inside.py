@@ -57,10 +57,13 @@ def capture(net: nn.Module, x: Tensor) -> dict[str, Tensor]:
         outputs[name] = output.detach().float().cpu()
 
     hooks = [stage.register_forward_hook(partial(record, name)) for name, stage in net.named_children()]
+    was_training = net.training
     try:
         with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+            net.eval()  # as at inference: batch norm uses its running statistics (and keeps them as they are)
             net(x)
     finally:
+        net.train(was_training)
         for hook in hooks:
             hook.remove()
     return outputs

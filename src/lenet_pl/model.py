@@ -25,6 +25,8 @@ class LeNet5(nn.Sequential):
             C3 map) or `TableConv2d` (the paper's Table I, 60 of the 96 map pairs).
         init: applied to every submodule after construction (`init_lecun1998`, `init_glorot_uniform`),
             or None for PyTorch's default initialisation.
+        norm: called with the number of feature maps after each convolution (C1, C3, C5), placed
+            between the convolution and its activation (`nn.BatchNorm2d`), or None (the paper's).
         num_classes: number of outputs.
         input_size: side of the square input: 32 as in the paper (MNIST padded by 2 pixels),
             or 28 as in the Keras blog (valid convolutions on raw digits).
@@ -45,6 +47,7 @@ class LeNet5(nn.Sequential):
         in_channels: int = 1,
         c3: Callable[[int, int, int], nn.Module] = nn.Conv2d,
         init: Callable[[nn.Module], None] | None = None,
+        norm: Callable[[int], nn.Module] | None = None,
     ) -> None:
         s4_size = ((input_size - 4) // 2 - 4) // 2
         if s4_size < 1:
@@ -52,13 +55,17 @@ class LeNet5(nn.Sequential):
                 f"model.input_size={input_size} is too small for LeNet-5: two 5x5 convolutions and two "
                 "2x2 poolings need an input of at least 16 pixels (use 32 as in the paper, or 28)."
             )
+
+        def normed(maps: int) -> list[nn.Module]:
+            return [] if norm is None else [norm(maps)]
+
         super().__init__(
             OrderedDict(
-                C1=nn.Sequential(nn.Conv2d(in_channels, 6, 5), activation()),
+                C1=nn.Sequential(nn.Conv2d(in_channels, 6, 5), *normed(6), activation()),
                 S2=pooling(6),
-                C3=nn.Sequential(c3(6, 16, 5), activation()),
+                C3=nn.Sequential(c3(6, 16, 5), *normed(16), activation()),
                 S4=pooling(16),
-                C5=nn.Sequential(nn.Conv2d(16, 120, s4_size), activation(), nn.Flatten()),
+                C5=nn.Sequential(nn.Conv2d(16, 120, s4_size), *normed(120), activation(), nn.Flatten()),
                 F6=nn.Sequential(nn.Linear(120, 84), activation()),
                 output=head(84, num_classes),
             )
@@ -144,10 +151,13 @@ def layer_table(model: LeNet5) -> list[LayerRow]:
     """One row per stage (C1 ... output): output shape, trainable parameters and connections."""
     out_shapes: dict[nn.Module, torch.Size] = {}
     hooks = [m.register_forward_hook(lambda m, _, out: out_shapes.__setitem__(m, out.shape)) for m in model.modules()]
+    was_training = model.training
     try:
         with torch.no_grad():
+            model.eval()  # one sample: batch norm could not take batch statistics (nor should it, here)
             model(torch.zeros(1, *model.input_shape, device=next(model.parameters()).device))
     finally:
+        model.train(was_training)
         for hook in hooks:
             hook.remove()
     rows = []
