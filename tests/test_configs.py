@@ -13,6 +13,7 @@ from lenet_pl.module import make_scheduler
 SWAPPABLE = (
     "activation",
     "pooling",
+    "norm",
     "loss",
     "optimizer",
     "scheduler",
