@@ -13,6 +13,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
+from omegaconf import OmegaConf
 
 from lenet_pl import bench
 from lenet_pl.config import compose_config, validate
@@ -177,9 +178,14 @@ def test_fast_preset_composes_into_a_lenet5_sized_model():
     assert params <= 62_000
     assert params == 61_706  # the dense-C3 LeNet-5 on 32x32 inputs
     assert cfg.data.image_size == cfg.model.input_size == 32
-    assert cfg.data.batch_size == 256 and cfg.trainer.max_epochs == 3
+    assert cfg.data.batch_size == 256 and cfg.trainer.max_epochs == 2
     assert cfg.scheduler.interval == "step" and cfg.scheduler.scheduler.total_steps is None
     assert cfg.channels_last is True
+    assert instantiate(cfg.loss).label_smoothing == 0.1
+    # bf16 only where it is fast (precision=auto); no TensorBoard pictures, but checkpoints and the guard.
+    assert OmegaConf.to_container(cfg.trainer)["precision"] == "${auto_precision:${trainer.accelerator}}"
+    kept = {"model_checkpoint", "last_checkpoint", "lr_monitor", "progress_bar", "divergence_guard"}
+    assert set(cfg.callbacks) == kept
 
 
 def test_onecycle_is_sized_by_the_run_and_ends_near_zero(synthetic_root, tmp_path):

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from lenet_pl import bench, train
+from lenet_pl import bench, config, train
 from lenet_pl.config import compose_config
 from lenet_pl.errors import ConfigError
 from lenet_pl.train import build
@@ -84,11 +84,29 @@ def test_the_log_says_whether_this_cpu_runs_bf16_natively(monkeypatch, caplog, t
 def test_cpu_bf16_units_follow_torchs_cpu_flags(monkeypatch):
     flags = {"amx_bf16": False, "avx512_bf16": True, "avx2": True}
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: flags)
-    assert train.cpu_bf16_units() == ["AVX512_BF16"]
+    assert config.cpu_bf16_units() == ["AVX512_BF16"]
     flags.update(amx_bf16=True)
-    assert train.cpu_bf16_units() == ["AMX", "AVX512_BF16"]
+    assert config.cpu_bf16_units() == ["AMX", "AVX512_BF16"]
     flags.update(amx_bf16=False, avx512_bf16=False)
-    assert train.cpu_bf16_units() == []
+    assert config.cpu_bf16_units() == []
+
+
+@pytest.mark.parametrize(
+    ("units", "cuda", "cuda_bf16", "trainer", "expected"),
+    [
+        (["AVX512_BF16"], False, False, "cpu", "bf16-mixed"),
+        (["AMX"], False, False, "default", "bf16-mixed"),
+        ([], False, False, "default", "32-true"),  # emulated bf16 would be slower than fp32
+        ([], True, True, "default", "bf16-mixed"),  # a GPU with bf16
+        ([], True, False, "gpu", "16-mixed"),  # an older GPU
+        ([], True, True, "cpu", "32-true"),  # told to train on a CPU without bf16 units, GPU or not
+    ],
+)
+def test_auto_precision_is_bf16_only_where_it_runs_fast(monkeypatch, units, cuda, cuda_bf16, trainer, expected):
+    monkeypatch.setattr(config, "cpu_bf16_units", lambda: units)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_, **__: cuda_bf16)
+    assert compose_config(["precision=auto", f"trainer={trainer}"]).trainer.precision == expected
 
 
 def test_the_benchmark_loops_run_bf16_and_its_fit_inherits_the_precision():
@@ -96,4 +114,5 @@ def test_the_benchmark_loops_run_bf16_and_its_fit_inherits_the_precision():
     assert args.tta_overrides == ["experiment=fast", "precision=bf16", "threads=1"]
     reference = bench._Reference(compose_config(["experiment=fast", "precision=bf16"]), torch.device("cpu"))
     assert reference.autocast_dtype == torch.bfloat16 and reference.scaler is None
-    assert bench._Reference(compose_config(["experiment=fast"]), torch.device("cpu")).autocast_dtype is None
+    fp32 = compose_config(["experiment=fast", "precision=fp32"])
+    assert bench._Reference(fp32, torch.device("cpu")).autocast_dtype is None

@@ -45,11 +45,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from lenet_pl.config import compose_config
+from lenet_pl.config import compose_config, cpu_bf16_units
 from lenet_pl.data import MNISTDataModule, resolve_device
 from lenet_pl.errors import UserError, user_message
 from lenet_pl.module import make_scheduler
-from lenet_pl.train import build, configure_process, cpu_bf16_units
+from lenet_pl.train import build, configure_process
 
 PIPELINES = ("plain", "lightning", "naive")
 

@@ -30,7 +30,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from lenet_pl import CONFIG_DIR
 from lenet_pl.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
-from lenet_pl.config import instantiate_node, run_hparams, validate
+from lenet_pl.config import cpu_bf16_units, instantiate_node, run_hparams, validate
 from lenet_pl.data import MNISTDataModule
 from lenet_pl.errors import ConfigError, OutputError, UserError, user_message
 from lenet_pl.model import format_layer_table, layer_table
@@ -64,17 +64,6 @@ def configure_process(cfg: DictConfig) -> None:
         torch.set_num_threads(cfg.threads)
     if cfg.get("keep_freed_memory", True):
         keep_freed_memory()
-
-
-def cpu_bf16_units() -> list[str]:
-    """This CPU's bf16 units as torch's kernels see them: "AMX", "AVX512_BF16", both, or none.
-
-    oneDNN runs bf16 convolutions and matrix products on AMX tiles (Intel Xeon since Sapphire
-    Rapids) or with AVX512_BF16 instructions (Intel Cooper Lake, AMD Zen 4 and later). Without
-    either, bf16 is emulated: converted to fp32 and back around fp32 arithmetic.
-    """
-    capabilities = getattr(torch.cpu, "get_capabilities", dict)()  # cpuinfo's CPUID flags (torch >= 2.6)
-    return [name for key, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512_BF16")) if capabilities.get(key)]
 
 
 def note_cpu_precision(trainer: L.Trainer) -> None:
