@@ -86,6 +86,8 @@ def test_unknown_choice_lists_the_valid_options():
         ("trainer.max_epochs=-2", r"trainer.max_epochs=-2 is not allowed: give a whole number of epochs >= 1"),
         ("trainer.max_epochs=0", r"trainer.max_epochs=0 is not allowed"),
         ("seed=1.5", r"seed=1.5 is not allowed: the seed must be a whole number"),
+        ("optimizer.momentum=-1", r"optimizer.momentum=-1 is not allowed: the momentum must be a number >= 0\."),
+        ("optimizer.lr=-0.5", r"optimizer.lr=-0.5 is not allowed: the learning rate must be a positive number\."),
     ],
 )
 def test_bad_values_are_rejected_before_anything_is_built(override, message):

@@ -339,6 +339,7 @@ def test_ddp_on_two_cpu_processes_writes_one_run_dir_with_exact_test_metrics(tmp
     assert single["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-6)
 
 
+@pytest.mark.slow  # 26 s: two DDP processes twice; resuming is checked without DDP in the default suite
 def test_ddp_run_resumes_under_ddp_into_a_new_run_dir_and_leaves_the_old_one_alone(tmp_path, data_root):
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "threads=1"]
     first, resumed = tmp_path / "first", tmp_path / "resumed"

@@ -132,12 +132,9 @@ def test_unknown_choice_in_a_sweep_fails_before_any_job_with_hydras_message(tmp_
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
+        # one case per class of bad value, through the CLI (each case is a process: ~6 s); the messages of
+        # the other values of each class are checked in-process (test_configs.py, test_module.py)
         (["data.batch_size=0"], "error: data.batch_size=0 is not allowed: it must be a whole number of at least 1."),
-        (
-            ["optimizer.lr=-0.5"],
-            "error: optimizer.lr=-0.5 is not allowed: the learning rate must be a positive number.",
-        ),
-        (["optimizer.momentum=-1"], "error: optimizer.momentum=-1 is not allowed: the momentum must be a number >= 0."),
         (
             ["optimizer=adam", "optimizer.betas=[0.9,1.5]"],
             "error: optimizer.betas=[0.9, 1.5] is not allowed: give two numbers, each in [0, 1)",
@@ -149,7 +146,6 @@ def test_unknown_choice_in_a_sweep_fails_before_any_job_with_hydras_message(tmp_
         ),
         # the model against the data set, when the run is built
         (["data.image_size=28"], "error: model.input_size=32 does not fit data.image_size=28"),
-        (["model.num_classes=5"], "error: model.num_classes=5 does not fit the data: MNIST has 10 classes"),
         # an interpolation typed on the command line that points nowhere
         (["optimizer.lr=${nope}"], "error: Interpolation key 'nope' not found full_key: optimizer.lr"),
     ],
