@@ -249,9 +249,11 @@ def plot_waterfall(steps: list[stats.PathStep], path: Path) -> None:
             change = step.change
             text = f"{change.mean:+.2f}" + (f"\n[{change.low:+.2f}, {change.high:+.2f}]" if change.has_interval else "")
             text += f"\n= {level:.2f}%"
+        # above everything drawn at k: the level's CI, and a falling bar's top (the level before it)
+        above = max(level, step.level.high if step.level.has_interval else level, steps[k - 1].level.mean if k else 0)
         ax.annotate(
             text,
-            (k, max(level, step.level.high if step.level.has_interval else level)),
+            (k, above),
             xytext=(0, 6),
             textcoords="offset points",
             ha="center",
