@@ -217,7 +217,9 @@ def test_fair_sweep_config_is_the_issue_s_design():
         assert len(rates) >= 3 and max(rates) / min(rates) >= 10 - 1e-9
     grid = [overrides_dict(job) for job in grid_jobs(cfg.hydra.sweeper.params, ["sweep=fair"])]
     assert len(grid) == 16 * 3 and {job["seed"] for job in grid} == {"0", "1", "2"}
-    assert tuned_total(grid, tune) == 16 * 3 + 16 * 2  # 48 selection runs, then 32 at the chosen rates
+    n_rates = {optimizer: len(rates) for optimizer, rates in tune.grid.items()}
+    # 8 configurations per optimizer tried at each of its rates on seed 0, then 2 seeds at the chosen one
+    assert tuned_total(grid, tune) == 8 * (n_rates["sgd"] + n_rates["adam"]) + 16 * 2
 
 
 def test_tune_on_a_test_metric_is_refused():
