@@ -11,12 +11,15 @@ import pytest
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import run_cli, write_dataset
 from lenet_pl import CONFIG_DIR
 from lenet_pl.config import compose_config
+from lenet_pl.divergence import TrainingDiverged
+from lenet_pl.errors import ConfigError, OutputError, UserError
 from lenet_pl.report import write_report
 from lenet_pl.sweeps import (
     Plan,
@@ -28,6 +31,7 @@ from lenet_pl.sweeps import (
     tuned_configurations,
     tuned_total,
 )
+from lenet_pl.train import record_failure
 
 T2 = 4.302653  # t(0.975, 2 degrees of freedom): three seeds
 
@@ -222,9 +226,59 @@ def test_fair_sweep_config_is_the_issue_s_design():
     assert tuned_total(grid, tune) == 8 * (n_rates["sgd"] + n_rates["adam"]) + 16 * 2
 
 
-def test_tune_on_a_test_metric_is_refused():
-    with pytest.raises(Exception, match="never on test"):
-        Tune.from_config({"key": "optimizer.lr", "grid": [0.1, 1.0], "seeds": [0], "metric": "test/acc"})
+@pytest.mark.parametrize("metric", ["test/acc", "val/loss", "val/error", "train/acc", "acc"])
+def test_tune_on_anything_but_a_validation_score_is_refused(metric):
+    with pytest.raises(UserError, match=rf"metric={metric}: .*(never on test|a validation score)"):
+        Tune.from_config({"key": "optimizer.lr", "grid": [0.1, 1.0], "seeds": [0], "metric": metric})
+
+
+def test_runs_without_a_finite_score_lose_or_are_listed_and_never_crash_the_report(tmp_path):
+    sweep = write_tuned_sweep(tmp_path / "sweep")
+    by_name = {job.path.name: job for job in load_jobs(sweep)}
+    relu_adam_best = next(  # relu/adam's chosen rate on seed 0 finished, but with NaN validation accuracy
+        j
+        for j in by_name.values()
+        if j.overrides
+        == {"activation": "relu", "optimizer": "adam", "sweep": "fair", "optimizer.lr": "0.0001", "seed": "0"}
+    )
+    record = json.loads((relu_adam_best.path / "metrics.json").read_text())
+    record["metrics"]["val/acc_best"] = float("nan")
+    (relu_adam_best.path / "metrics.json").write_text(json.dumps(record))
+    (relu_adam_best.path / "csv" / "metrics.csv").unlink()
+    tanh_sgd_seed1 = next(
+        j
+        for j in by_name.values()
+        if j.overrides.get("seed") == "1" and j.overrides["activation"] == "tanh" and j.overrides["optimizer"] == "sgd"
+    )
+    record = json.loads((tanh_sgd_seed1.path / "metrics.json").read_text())
+    record["metrics"]["test/acc"] = float("nan")
+    (tanh_sgd_seed1.path / "metrics.json").write_text(json.dumps(record))
+
+    markdown = write_report(sweep, tmp_path / "out")
+    selection = {(r["activation"], r["optimizer"]): r for r in read_csv(tmp_path / "out" / "selection.csv")}
+    assert "0.0001: lost (seed 0: finished without a finite val/acc_best" in selection["relu", "adam"]["candidates"]
+    assert selection["relu", "adam"]["chosen"] == "0.001"
+    assert f"| {tanh_sgd_seed1.path.name} | finished without a finite test accuracy |" in markdown
+    rows = {(r["activation"], r["optimizer"]): r for r in read_csv(tmp_path / "out" / "configurations.csv")}
+    assert float(rows["tanh", "sgd"]["test_acc_mean"]) == pytest.approx((95.0 + 94.8) / 2)  # seeds 0 and 2
+
+
+@pytest.mark.parametrize(
+    ("error", "is_result"),
+    [
+        (TrainingDiverged("loss inf"), True),
+        (ConfigError("optimizer.lr=-1"), True),
+        (InstantiationException("wrapped"), True),
+        (OutputError("disk full"), False),
+        (RuntimeError("CUDA out of memory"), False),
+    ],
+)
+def test_failure_json_says_whether_a_resumed_sweep_keeps_the_failure(tmp_path, error, is_result):
+    if isinstance(error, InstantiationException):
+        error.__cause__ = TrainingDiverged("loss inf")
+    record_failure(tmp_path, error)
+    failure = json.loads((tmp_path / "failure.json").read_text())
+    assert failure["error"] == type(error).__name__ and failure["is_result"] is is_result
 
 
 def test_every_configuration_without_a_choice_gets_no_final_runs(tmp_path):
@@ -436,14 +490,23 @@ def test_a_killed_tuned_sweep_resumes_in_its_dir_keeping_what_finished(tiny_fair
     jobs = load_jobs(sweep)
     stopped = next(j for j in jobs if j.overrides["seed"] == "1" and j.overrides["optimizer"] == "adam")
     (stopped.path / "metrics.json").unlink()  # as if killed after its last checkpoint
+    # as if it had failed for a reason that is not its config's (a bug, a full disk): run again
+    crashed = next(j for j in jobs if j.overrides["seed"] == "1" and j.overrides["optimizer"] == "sgd")
+    (crashed.path / "metrics.json").unlink()
+    failure = {"error": "RuntimeError", "message": "CUDA out of memory", "is_result": False}
+    (crashed.path / "failure.json").write_text(json.dumps(failure))
+    diverged = next(j for j in jobs if j.failure)
+    assert json.loads((diverged.path / "failure.json").read_text())["is_result"] is True  # kept: a result
     before = {j.path.name for j in jobs}
     result = run_cli("lenet_pl.train", *args, cwd=sweep.parent)
     assert result.returncode == 0, result.stderr[-3000:]
     after = load_jobs(sweep)
-    new = [j for j in after if j.path.name not in before]
-    assert len(new) == 1 and new[0].identity == stopped.identity and new[0].finished
-    assert new[0].overrides["ckpt_path"].strip("'") == str(stopped.path.resolve())  # resumed from its checkpoint
-    assert "Resuming from" in (new[0].path / "train.log").read_text()
+    new = {j.identity: j for j in after if j.path.name not in before}
+    assert new.keys() == {stopped.identity, crashed.identity} and all(j.finished for j in new.values())
+    for old in (stopped, crashed):  # each resumed from its own checkpoint
+        assert new[old.identity].overrides["ckpt_path"].strip("'") == str(old.path.resolve())
+        assert "Resuming from" in (new[old.identity].path / "train.log").read_text()
+    new = [new[stopped.identity]]
     markdown = write_report(sweep, sweep / "report2")
     rows = {r["optimizer"]: r for r in read_csv(sweep / "report2" / "configurations.csv")}
     assert rows["adam"]["runs"] == "2/2"

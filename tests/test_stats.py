@@ -156,7 +156,32 @@ def test_a_configuration_without_its_partner_gives_no_pairs():
     assert relu.pairs == 0 and relu.interval.n == 0
 
 
+def test_every_seed_averages_the_same_configurations_when_some_lack_a_seed():
+    # relu/max lacks seed 2 (a sweep cut short): averaging seed 2 over relu/avg alone would give
+    # per-seed effects -1, -1, -2, a mean of -1.33, where every complete pair says -1.
+    cells = {
+        ("tanh", "avg"): {0: 2.0, 1: 2.0, 2: 2.0},
+        ("relu", "avg"): {0: 0.0, 1: 0.0, 2: 0.0},
+        ("tanh", "max"): {0: 2.0, 1: 2.0, 2: 2.0},
+        ("relu", "max"): {0: 2.0, 1: 2.0},
+    }
+    relu = effect(cells, ["activation", "pooling"], "activation", "tanh", "relu")
+    assert relu.per_seed == pytest.approx({0: -1.0, 1: -1.0})  # both configurations on seeds 0 and 1
+    assert relu.interval.mean == pytest.approx(-1.0) and relu.pairs == 4 and relu.left_out == 1
+    # with most configurations complete, the incomplete one is left out instead of the seed
+    cells |= {("tanh", "x"): {0: 1.0, 1: 1.0, 2: 1.0}, ("relu", "x"): {0: 0.5, 1: 0.5, 2: 0.5}}
+    relu = effect(cells, ["activation", "pooling"], "activation", "tanh", "relu")
+    assert sorted(relu.per_seed) == [0, 1, 2] and relu.pairs == 6 and relu.left_out == 2
+    assert relu.per_seed[2] == pytest.approx((-2.0 - 0.5) / 2)
+
+
 # --- a path -----------------------------------------------------------------------------------
+
+
+def test_a_path_uses_the_seeds_every_step_has_so_bars_and_changes_agree():
+    start, adam = path([("1998", {0: 1.0, 1: 1.2, 2: 5.0}), ("Adam", {0: 0.9, 1: 1.1})])
+    assert start.level.mean == pytest.approx(1.1) and start.level.n == 2  # seed 2 left out of every step
+    assert adam.change.mean == pytest.approx(-0.1) == pytest.approx(adam.level.mean - start.level.mean)
 
 
 def test_path_report_on_a_hand_made_path():

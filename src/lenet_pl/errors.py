@@ -17,9 +17,14 @@ class OutputError(UserError, RuntimeError):
     """A run's output that could not be written: the disk is full or not writable (see lenet_pl.outputs)."""
 
 
-def user_message(err: BaseException) -> str:
-    """The message to show for `err`: the UserError inside wrappers such as Hydra's InstantiationException."""
+def user_cause(err: BaseException) -> UserError | None:
+    """The UserError `err` is or wraps (Hydra's InstantiationException wraps what a constructor raised)."""
     cause: BaseException | None = err
     while cause is not None and not isinstance(cause, UserError):
         cause = cause.__cause__
-    return str(cause if cause is not None else err)
+    return cause
+
+
+def user_message(err: BaseException) -> str:
+    """The message to show for `err`: the UserError inside wrappers such as Hydra's InstantiationException."""
+    return str(user_cause(err) or err)

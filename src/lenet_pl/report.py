@@ -60,7 +60,7 @@ def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
     chosen = {sweep.key(t.config): t.selection for t in sweep.tuned}
     rows = []
     for values, group in sweep.groups.items():
-        done = [j for j in group if j.finished]
+        done = [j for j in group if j.metric("test/acc") is not None]  # finished, with a finite test accuracy
         row: dict[str, Any] = dict(zip(sweep.config_axes, values, strict=True))
         if values in chosen:
             selection = chosen[values]
@@ -68,12 +68,11 @@ def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
             row["chosen_at_edge"] = selection.at_edge
         row["runs"] = f"{len(done)}/{len(group)}"
         if done:
-            acc = stats.t_interval([100 * j.metrics["test/acc"] for j in done])
+            accuracies = [100 * j.metric("test/acc") for j in done]  # type: ignore[operator]
+            acc = stats.t_interval(accuracies)
             row.update(
                 test_acc_mean=round(acc.mean, 3),
-                test_acc_std=round(statistics.stdev([100 * j.metrics["test/acc"] for j in done]), 3)
-                if len(done) > 1
-                else 0.0,
+                test_acc_std=round(statistics.stdev(accuracies), 3) if len(done) > 1 else 0.0,
                 test_error_mean=round(100 - acc.mean, 3),
                 test_acc_ci95=round(acc.half_width, 3) if acc.has_interval else "",
                 val_acc_best_mean=_mean_or_blank([j.metric("val/acc_best") for j in done]),
@@ -97,7 +96,7 @@ def _mean_or_blank(values: list[float | None], scale: float = 100) -> float | st
     return round(scale * statistics.fmean(known), 3) if known else ""
 
 
-def _test_error(job: Job) -> float:
+def _test_error(job: Job) -> float | None:
     return job.test_error
 
 
@@ -120,6 +119,7 @@ def effect_rows(effects: list[stats.Effect]) -> list[dict[str, Any]]:
             "seeds": e.interval.n,
             "pairs": e.pairs,
             "pairs_better": e.pairs_better,
+            "pairs_left_out": e.left_out,
         }
         for e in effects
     ]
@@ -218,7 +218,19 @@ def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
     return ["## Learning-rate selection (validation only)", text, _markdown_table(rows, columns)], rows
 
 
+def held_out_effects(sweep: Sweep) -> dict[tuple[str, str], stats.Effect]:
+    """Main effects of a tuned sweep on the seeds that chose nothing: its selection seeds' runs at the
+    chosen rate won a contest on validation, which may flatter them; these runs did not."""
+    chosen_on = set(sweep.plan.tune.seeds) if sweep.plan.tune else set()
+    cells = {
+        config: {seed: v for seed, v in by_seed.items() if seed not in chosen_on}
+        for config, by_seed in sweep.cells(_test_error).items()
+    }
+    return {(e.axis, e.swap): e for e in stats.main_effects(cells, *_axes(sweep))}
+
+
 def effects_section(sweep: Sweep, effects: list[stats.Effect]) -> list[str]:
+    held_out = held_out_effects(sweep) if sweep.tuned else {}
     rows = [
         {
             "axis": e.axis,
@@ -228,31 +240,45 @@ def effects_section(sweep: Sweep, effects: list[stats.Effect]) -> list[str]:
             "seeds": e.interval.n,
             "pairs": e.pairs,
             "pairs_better": e.pairs_better,
+            "held_out": _interval_cell(held_out[(e.axis, e.swap)].interval) if (e.axis, e.swap) in held_out else "-",
         }
         for e in effects
         if e.pairs
     ]
     unpaired = sorted({e.axis for e in effects if not e.pairs})
-    parts = [
-        "## Main effects" + (" (at each configuration's chosen learning rate)" if sweep.tuned else ""),
+    columns = {
+        "axis": "axis",
+        "change": "swap",
+        "mean": "test error change (points)",
+        "ci": "95% CI",
+        "seeds": "seeds",
+        "pairs": "pairs",
+        "pairs_better": "pairs better",
+    }
+    text = (
         "Change in test error (percentage points) when one axis is swapped from its first value, all else "
         "(including the seed) equal; negative is better. Per seed, the mean change over the matched "
-        "configurations; then the mean over seeds with its 95% t-interval (n - 1 degrees of freedom), which "
-        "measures seed-to-seed noise (how an effect varies between configurations is in the interactions).",
-        _markdown_table(
-            rows,
-            {
-                "axis": "axis",
-                "change": "swap",
-                "mean": "test error change (points)",
-                "ci": "95% CI",
-                "seeds": "seeds",
-                "pairs": "pairs",
-                "pairs_better": "pairs better",
-            },
+        "configurations (the same ones for every seed); then the mean over seeds with its 95% t-interval "
+        "(n - 1 degrees of freedom), which measures seed-to-seed noise (how an effect varies between "
+        "configurations is in the interactions)."
+    )
+    if held_out:
+        seeds = ", ".join(map(str, sweep.plan.tune.seeds))  # type: ignore[union-attr]
+        columns["held_out"] = f"without seed {seeds} (mean [95% CI])"
+        text += (
+            f" Seed {seeds} also chose each configuration's learning rate, so its run at the chosen rate is the "
+            "best of several on validation, which may flatter it; the last column leaves it out."
         )
-        if rows
-        else "No runs differ in one axis only.",
+    left_out = sum(e.left_out for e in effects)
+    if left_out:
+        text += (
+            f" {left_out} matched pairs are left out so that every seed averages the same configurations "
+            "(some configurations lack some seeds: a sweep cut short, or runs that failed)."
+        )
+    parts = [
+        "## Main effects" + (" (at each configuration's chosen learning rate)" if sweep.tuned else ""),
+        text,
+        _markdown_table(rows, columns) if rows else "No runs differ in one axis only.",
     ]
     if unpaired:
         parts.append(
@@ -294,8 +320,11 @@ def interaction_section(rows: list[stats.Interaction]) -> tuple[list[str], list[
     ]
     text = (
         "The effect of each swap (change in test error, points; mean [95% CI] over seeds) when another axis "
-        "is held at each of its levels, and the difference between the two (the interaction, paired by seed). "
-        "A difference whose interval excludes 0 means the swap's effect depends on that axis."
+        "is held at each of its levels, and the difference between the two (the effect at the other level "
+        "minus the effect at the first: the interaction, paired by seed). A difference whose interval excludes "
+        "0 suggests that the swap's effect depends on that axis. A and B's interaction appears twice (A under "
+        "B, B under A) with the same difference; with k axes there are k(k-1)/2 distinct ones, each at 95% "
+        "without correction for testing several, so with 4 axes about 0.3 of them exclude 0 by chance alone."
     )
     columns = {
         "swap": "swap",
@@ -376,8 +405,8 @@ def path_section(
 
 
 def unfinished_section(jobs: list[Job]) -> list[str]:
-    unfinished = [j for j in jobs if not j.finished]
-    parts = ["## Runs without results (no metrics.json)"]
+    unfinished = [j for j in jobs if j.test_error is None]
+    parts = ["## Runs without results (no metrics.json, or no finite test accuracy in it)"]
     if not unfinished:
         return [*parts, "None."]
     later = {}  # a stopped job that a resumed sweep ran again (from its checkpoint, or afresh) in a later dir
@@ -386,10 +415,13 @@ def unfinished_section(jobs: list[Job]) -> list[str]:
             later[job.identity] = job
     rows = []
     for j in unfinished:
-        status = f"failed: {j.failure}" if j.failure else "running, or stopped without a record"
+        if j.finished:
+            status = "finished without a finite test accuracy"
+        else:
+            status = f"failed: {j.failure}" if j.failure else "running, or stopped without a record"
         again = later.get(j.identity)
-        if not j.failure and again is not None and again.num > j.num:
-            status = f"stopped; run again in {again.path.name}"
+        if not (j.finished or (j.failure and j.failure_is_result)) and again is not None and again.num > j.num:
+            status = f"{'stopped' if not j.failure else status}; run again in {again.path.name}"
         rows.append(
             {
                 "job": j.path.name,

@@ -6,11 +6,13 @@ learning rate of a tuned sweep's second stage, so the report and the sweep alway
 
 The unit of replication is the seed. A main effect (say tanh -> relu) is estimated per seed as
 the mean change in test error over the configurations that differ in that axis alone (matched
-on every other axis and on the seed), and its 95% confidence interval is the t-interval over
-those per-seed estimates (n - 1 degrees of freedom for n seeds). Each seed replicates the whole
-factorial, so the per-seed estimates are independent draws of the same average effect: the
-interval reflects seed-to-seed noise only, not how much the effect differs between configurations
-(the interaction table shows that). With one seed there is an estimate but no interval.
+on every other axis and on the seed, and the same configurations for every seed), and its 95%
+confidence interval is the t-interval over those per-seed estimates (n - 1 degrees of freedom
+for n seeds). Each seed replicates the whole factorial, so the per-seed estimates are draws of
+the same average effect: the interval reflects seed-to-seed noise only, not how much the effect
+differs between configurations (the interaction table shows that). In a tuned sweep the seed that
+chose the learning rates is not quite such a draw (its runs won a contest on validation), so the
+report also gives the effects without it. With one seed there is an estimate but no interval.
 """
 
 import math
@@ -50,8 +52,10 @@ class Interval:
         if self.n == 0:
             return "-"
         mean = f"{self.mean:+.{digits}f}" if signed else f"{self.mean:.{digits}f}"
-        if not self.has_interval:
+        if self.n == 1:
             return f"{mean} (1 seed)"
+        if not self.has_interval:
+            return f"{mean} +- n/a"
         return f"{mean} +- {self.half_width:.{digits}f}"
 
 
@@ -154,6 +158,7 @@ class Effect:
     pairs_better: int  # pairs whose value went down (lower error is better)
     where: tuple[tuple[str, str], ...] = ()  # the other axes held at these levels (interaction cells)
     per_seed: dict[int, float] = field(default_factory=dict)
+    left_out: int = 0  # matched pairs left out so that every seed averages the same configurations
 
     @property
     def swap(self) -> str:
@@ -175,17 +180,16 @@ def effect(
     """
     i = axes.index(axis)
     held = [(axes.index(k), v) for k, v in (where or {}).items()]
-    per_seed_diffs: dict[int, list[float]] = {}
+    matched: dict[tuple[str, ...], dict[int, float]] = {}  # base configuration -> seed -> change
     for config, by_seed in cells.items():
         if config[i] != base or any(config[j] != v for j, v in held):
             continue
         other = cells.get((*config[:i], level, *config[i + 1 :]))
-        if other is None:
-            continue
-        for seed in sorted(by_seed.keys() & other.keys()):
-            per_seed_diffs.setdefault(seed, []).append(other[seed] - by_seed[seed])
-    per_seed = {seed: statistics.fmean(d) for seed, d in sorted(per_seed_diffs.items())}
-    diffs = [d for ds in per_seed_diffs.values() for d in ds]
+        if other is not None and (changes := {s: other[s] - by_seed[s] for s in by_seed.keys() & other.keys()}):
+            matched[config] = changes
+    configs, seeds = _balanced(matched)
+    per_seed = {seed: statistics.fmean(matched[c][seed] for c in configs) for seed in seeds}
+    diffs = [matched[c][seed] for c in configs for seed in seeds]
     return Effect(
         axis=axis,
         base=base,
@@ -195,7 +199,25 @@ def effect(
         pairs_better=sum(d < 0 for d in diffs),
         where=tuple((where or {}).items()),
         per_seed=per_seed,
+        left_out=sum(map(len, matched.values())) - len(diffs),
     )
+
+
+def _balanced(matched: Mapping[tuple[str, ...], Mapping[int, float]]) -> tuple[list[tuple[str, ...]], list[int]]:
+    """The configurations and seeds to average: every configuration present on every seed used.
+
+    Per-seed means over different sets of configurations are not draws of one quantity (a seed
+    missing a configuration with a large change would look like seed noise), so a sweep cut short
+    is reduced to its largest balanced block: the configurations that have every seed, or every
+    configuration on the seeds they share, or one seed alone, whichever keeps the most pairs.
+    """
+    if not matched:
+        return [], []
+    every_seed = sorted(set().union(*matched.values()))
+    shared = sorted(set.intersection(*(set(d) for d in matched.values())))
+    blocks = [([c for c, d in matched.items() if d.keys() >= set(every_seed)], every_seed), (list(matched), shared)]
+    blocks += [([c for c, d in matched.items() if seed in d], [seed]) for seed in every_seed]
+    return max(blocks, key=lambda block: (len(block[0]) * len(block[1]), len(block[1])))
 
 
 def main_effects(cells: Cells, axes: Sequence[str], levels: Mapping[str, Sequence[str]]) -> list[Effect]:
@@ -255,7 +277,14 @@ class PathStep:
 
 
 def path(steps: Sequence[tuple[str, Mapping[int, float]]]) -> list[PathStep]:
-    """Each step's mean (t-interval over seeds) and its paired change from the previous step and from the start."""
+    """Each step's mean (t-interval over seeds) and its paired change from the previous step and from the start.
+
+    Only the seeds every step has are used (when there are any), so that a step's change is exactly
+    the difference of its level and the level before it, as a waterfall draws them.
+    """
+    shared = set.intersection(*(set(values) for _, values in steps)) if steps else set()
+    if shared:
+        steps = [(label, {s: v for s, v in values.items() if s in shared}) for label, values in steps]
     out = []
     for k, (label, values) in enumerate(steps):
         out.append(

@@ -48,6 +48,7 @@ class Job:
     overrides: dict[str, str]
     metrics: dict[str, Any] | None  # None until the run finished
     failure: str | None  # the error of a run that failed
+    failure_is_result: bool = True  # it diverged or its config is invalid: a rerun fails the same way
     val_by_epoch: dict[int, float] = field(default_factory=dict)  # epoch (0-based) -> validation accuracy
     path_step: dict[str, Any] | None = None  # the `path_step` of its config, in a path sweep
     hparams: dict[str, Any] = field(default_factory=dict)  # metrics.json's hparams, once finished
@@ -57,9 +58,10 @@ class Job:
         return self.metrics is not None
 
     @property
-    def test_error(self) -> float:
-        assert self.metrics is not None
-        return 100 * (1 - self.metrics["test/acc"])
+    def test_error(self) -> float | None:
+        """Test error in %; None until finished, or when the run logged no finite test accuracy."""
+        acc = self.metric("test/acc")
+        return None if acc is None else 100 * (1 - acc)
 
     def metric(self, name: str) -> float | None:
         """A final metric of a finished run; None when absent or not finite.
@@ -132,11 +134,12 @@ def read_val_acc(path: Path) -> dict[int, float]:
     return by_epoch
 
 
-def _read_failure(path: Path) -> str | None:
+def _read_failure(path: Path) -> tuple[str | None, bool]:
+    """failure.json's error and whether it is the run's result (files written before that flag: yes)."""
     if not path.is_file():
-        return None
+        return None, True
     failure = json.loads(path.read_text())
-    return f"{failure.get('error', 'Error')}: {failure.get('message', '')}"
+    return f"{failure.get('error', 'Error')}: {failure.get('message', '')}", bool(failure.get("is_result", True))
 
 
 def _job_num(job_dir: Path, fallback: int) -> int:
@@ -152,13 +155,15 @@ def read_job(job_dir: Path, fallback_num: int = 0) -> Job:
     metrics_file = job_dir / "metrics.json"
     record = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     config = _read_yaml(job_dir / ".hydra" / "config.yaml") or {}
+    failure, failure_is_result = _read_failure(job_dir / "failure.json")
     return Job(
         path=job_dir,
         num=_job_num(job_dir, fallback_num),
         overrides=overrides_dict(_read_yaml(job_dir / ".hydra" / "overrides.yaml") or []),
         metrics=record.get("metrics"),
         hparams=record.get("hparams") or {},
-        failure=_read_failure(job_dir / "failure.json"),
+        failure=failure,
+        failure_is_result=failure_is_result,
         val_by_epoch=read_val_acc(job_dir / "csv" / "metrics.csv"),
         path_step=config.get("path_step") if isinstance(config, dict) else None,
     )
@@ -232,6 +237,12 @@ class Tune:
         metric = str(cfg.get("metric") or "val/acc_best")
         if metric.startswith("test"):
             raise UserError(f"hydra.sweeper.tune.metric={metric}: choose on a validation metric, never on test.")
+        if not metric.startswith("val/") or any(word in metric for word in ("loss", "err")):
+            raise UserError(
+                f"hydra.sweeper.tune.metric={metric}: the sweeper maximises this metric, so it must be a "
+                "validation score where higher is better, e.g. val/acc_best or val/acc (not a loss or an error, "
+                "and never a test metric)."
+            )
         return cls(str(cfg["key"]), grid, tuple(int(s) for s in cfg["seeds"]), cfg.get("by"), metric)
 
     def candidates(self, config: Mapping[str, str]) -> list[float]:
@@ -348,6 +359,13 @@ def best_per_identity(jobs: Iterable[Job]) -> dict[Identity, Job]:
     return best
 
 
+def _no_score(job: Job, metric: str) -> str | None:
+    """Why a finished run cannot be scored (it logged no finite `metric`), so its candidate loses."""
+    if job.finished and job.metric(metric) is None:
+        return f"finished without a finite {metric} (no validation set, or a NaN)"
+    return None
+
+
 def tuned_configurations(jobs: Sequence[Job], plan: Plan, complete: bool = False) -> list[Tuned]:
     """Selection on validation for each configuration of `plan`'s grid, and its runs at the chosen value.
 
@@ -371,7 +389,7 @@ def tuned_configurations(jobs: Sequence[Job], plan: Plan, complete: bool = False
                     float(job.overrides[tune.key]),
                     int(job.overrides[SEED]),
                     job.metric(tune.metric),
-                    job.failure,
+                    job.failure or _no_score(job, tune.metric),
                 )
                 for job in trials
             ],
@@ -434,7 +452,7 @@ class Sweep:
         for config, runs in self.groups.items():
             for job in runs:
                 v = value(job) if job.finished else None
-                if v is not None and job.seed is not None:
+                if v is not None and math.isfinite(v) and job.seed is not None:
                     cells.setdefault(config, {})[job.seed] = v
         return cells
 
@@ -461,7 +479,7 @@ def path_data(sweep: Sweep) -> tuple[list[tuple[str, dict[int, float]]], list[tu
     """The forward steps and the undone changes of a path sweep, each as (label, seed -> test error %)."""
     steps: dict[tuple[str, int, str], dict[int, float]] = {}
     for job in sweep.jobs:
-        if job.path_step is None or not job.finished or job.seed is None:
+        if job.path_step is None or job.test_error is None or job.seed is None:
             continue
         key = (
             str(job.path_step.get("view", "forward")),

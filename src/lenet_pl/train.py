@@ -32,7 +32,8 @@ from lenet_pl import CONFIG_DIR
 from lenet_pl.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
 from lenet_pl.config import cpu_bf16_units, instantiate_node, run_hparams, validate
 from lenet_pl.data import MNISTDataModule
-from lenet_pl.errors import ConfigError, OutputError, UserError, user_message
+from lenet_pl.divergence import TrainingDiverged
+from lenet_pl.errors import ConfigError, OutputError, UserError, user_cause, user_message
 from lenet_pl.model import format_layer_table, layer_table
 from lenet_pl.module import LeNetModule, check_model_fits_data
 from lenet_pl.outputs import disk_error, output_dirs, output_error, remove_unstarted_dirs, write_atomically
@@ -208,8 +209,17 @@ def resolve_checkpoint_quietly(cfg: DictConfig) -> Path | None:
 
 def record_failure(output_dir: Path, err: BaseException) -> None:
     """failure.json tells `lenet_pl.report` that this run failed, rather than is still running; on a
-    full disk it may not be written either, which the report then shows as "stopped without a record"."""
-    failure = {"error": type(err).__name__, "message": user_message(err)}
+    full disk it may not be written either, which the report then shows as "stopped without a record".
+
+    `is_result`: the failure says something about the run's config (it diverged, or the config is
+    invalid), so running it again would fail again and a resumed sweep keeps it as the job's result.
+    Any other failure (a bug, a full disk, missing data) is run again when the sweep resumes.
+    """
+    failure = {
+        "error": type(err).__name__,
+        "message": user_message(err),
+        "is_result": isinstance(user_cause(err), TrainingDiverged | ConfigError),
+    }
     try:
         write_atomically(output_dir / "failure.json", json.dumps(failure, indent=2).encode())
     except OSError as write_err:

@@ -11,8 +11,9 @@ launches comes from `lenet_pl.sweeps`, which the report reads the sweep with too
   to <sweep dir>/selection.yaml. Stage 2: each grid job at its configuration's chosen value (the
   selection seeds' runs at that value are reused, not run again).
 - Run again into the same sweep dir (`hydra.sweep.dir=<it>`) it resumes: jobs with a result
-  (metrics.json, or failure.json: a failed run is a result) are kept, a job stopped midway
-  continues from its own `checkpoints/last.ckpt` in a new job dir, and the rest start afresh.
+  (metrics.json, or a failure.json that is one: the run diverged or its config is invalid) are
+  kept, a job stopped midway or failed otherwise (a bug, a full disk) continues from its own
+  `checkpoints/last.ckpt` in a new job dir, and the rest start afresh.
 - A job that fails with a user error (lenet_pl.errors.UserError, e.g. TrainingDiverged) is a
   result, logged in one line; the sweep goes on and exits 0. Any other exception is raised once
   every job has returned, as Hydra's basic sweeper does.
@@ -99,7 +100,7 @@ class TunedSweeper(Sweeper):
         todo, kept, resumed = [], 0, 0
         for job in jobs:
             found = earlier.get(sweeps.identity(job))
-            if found is not None and (found.finished or found.failure):
+            if found is not None and (found.finished or (found.failure and found.failure_is_result)):
                 kept += 1
                 continue
             overrides = [f"{key}={value}" for key, value in job.items() if key != "ckpt_path"]
