@@ -174,6 +174,11 @@ def test_main_effects_interactions_and_budgets_use_only_the_tuned_runs(tmp_path)
     # relu - tanh per seed: mean(-1.0, -0.5) = -0.75, mean(-1.0, -0.6) = -0.8, mean(-1.6, -0.8) = -1.2
     assert float(effects["activation"]["test_error_change_mean"]) == pytest.approx((-0.75 - 0.8 - 1.2) / 3, abs=1e-4)
     assert effects["activation"]["seeds"] == "3" and effects["activation"]["pairs"] == "6"
+    # seed 0 chose the rates; without it: mean(-0.8, -1.2) = -1.0, s 0.283, t(1 df) 12.71
+    assert float(effects["activation"]["without_selection_seeds_mean"]) == pytest.approx(-1.0, abs=1e-4)
+    assert float(effects["activation"]["without_selection_seeds_ci95_high"]) == pytest.approx(
+        -1.0 + 12.7062 * 0.2828427 / math.sqrt(2), abs=1e-3
+    )
     interactions = read_csv(tmp_path / "out" / "interactions.csv")
     relu_by_optimizer = next(r for r in interactions if r["swap"].startswith("activation") and r["by"] == "optimizer")
     # relu under sgd: -1.0, -1.0, -1.6 (mean -1.2); under adam: -0.5, -0.6, -0.8 (mean -0.633)

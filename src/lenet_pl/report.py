@@ -108,8 +108,11 @@ def _val_error_at(epoch: int) -> Any:
     return value
 
 
-def effect_rows(effects: list[stats.Effect]) -> list[dict[str, Any]]:
-    return [
+def effect_rows(
+    effects: list[stats.Effect], held_out: dict[tuple[str, str], stats.Effect] | None = None
+) -> list[dict[str, Any]]:
+    """effects.csv: each main effect; a tuned sweep's also without its selection seeds (`held_out`)."""
+    rows = [
         {
             "axis": e.axis,
             "change": f"{_short(e.base)} -> {_short(e.level)}",
@@ -123,6 +126,16 @@ def effect_rows(effects: list[stats.Effect]) -> list[dict[str, Any]]:
         }
         for e in effects
     ]
+    for row, e in zip(rows, effects, strict=True):
+        if held_out and (other := held_out.get((e.axis, e.swap))) is not None:
+            row |= {
+                "without_selection_seeds_mean": round(other.interval.mean, 4) if other.interval.n else "",
+                "without_selection_seeds_ci95_low": round(other.interval.low, 4) if other.interval.has_interval else "",
+                "without_selection_seeds_ci95_high": round(other.interval.high, 4)
+                if other.interval.has_interval
+                else "",
+            }
+    return rows
 
 
 def budget_effects(sweep: Sweep) -> dict[str, list[stats.Effect]]:
@@ -446,7 +459,8 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
     is_path = bool(forward or reverse)
     effects = stats.main_effects(sweep.cells(_test_error), *_axes(sweep)) if not is_path else []
     _write_csv(rows, out_dir / "configurations.csv")
-    _write_csv(effect_rows(effects) or [{"axis": "", "change": "", "pairs": 0}], out_dir / "effects.csv")
+    held_out = held_out_effects(sweep) if sweep.tuned else {}
+    _write_csv(effect_rows(effects, held_out) or [{"axis": "", "change": "", "pairs": 0}], out_dir / "effects.csv")
     series = []
     for row in rows:  # best first, as in the table
         config = tuple(row[a] for a in sweep.config_axes)
