@@ -336,8 +336,9 @@ def interaction_section(rows: list[stats.Interaction]) -> tuple[list[str], list[
         "is held at each of its levels, and the difference between the two (the effect at the other level "
         "minus the effect at the first: the interaction, paired by seed). A difference whose interval excludes "
         "0 suggests that the swap's effect depends on that axis. A and B's interaction appears twice (A under "
-        "B, B under A) with the same difference; with k axes there are k(k-1)/2 distinct ones, each at 95% "
-        "without correction for testing several, so with 4 axes about 0.3 of them exclude 0 by chance alone."
+        "B, B under A), with the same difference when every run finished; with k axes there are k(k-1)/2 "
+        "distinct ones, each at 95% without correction for testing several, so with 4 axes about 0.3 of them "
+        "exclude 0 by chance alone."
     )
     columns = {
         "swap": "swap",

@@ -204,20 +204,30 @@ def plot_selection(tuned: list[Any], tune: Any, config_axes: list[str], path: Pa
     for k, (by_value, group) in enumerate(panels_by.items()):
         ax = panels[0][k]
         scored = [100 * v for t in group for v in t.selection.scores.values()]
-        floor = min(scored, default=0.0)
+        # A run stuck near chance (a dead ReLU net at 11%) would squash the others into one line:
+        # the axis shows 3 points below the best, and anything lower sits on its floor as a "v".
+        floor = max(min(scored, default=0.0), max(scored, default=0.0) - 3.0)
         for i, t in enumerate(group):
             grid = tune.candidates(t.config)
             s = t.selection
             xs = [v for v in grid if v in s.scores]
+            ys = [max(100 * s.scores[v], floor) for v in xs]
             label = " / ".join(_short(t.config.get(a, "")) for a in others) or by_value or "configuration"
-            ax.plot(xs, [100 * s.scores[v] for v in xs], marker="o", color=colors(i % 10), label=label)
+            ax.plot(xs, ys, marker="o", color=colors(i % 10), label=label)
+            below = [v for v in xs if 100 * s.scores[v] < floor]
+            ax.plot(below, [floor] * len(below), marker="v", linestyle="", markersize=10, color=colors(i % 10))
             if s.chosen is not None:
                 ax.plot([s.chosen], [100 * s.scores[s.chosen]], marker="*", markersize=16, color=colors(i % 10))
             lost = [v for v in grid if v in s.lost]
             ax.plot(lost, [floor] * len(lost), marker="x", linestyle="", markersize=10, color=colors(i % 10))
         ax.set_xscale("log")
-        ax.set_xlabel(f"{tune.key} (log scale); x: lost (failed or diverged); star: chosen")
-        ax.set_ylabel(f"{tune.metric} (%), mean over seeds {', '.join(map(str, tune.seeds))}")
+        clipped = any(v < floor for v in scored)
+        ax.set_xlabel(
+            f"{tune.key} (log scale); star: chosen; x: lost (failed or diverged)"
+            + (f"; v: below {floor:.1f}%" if clipped else "")
+        )
+        seeds = ", ".join(map(str, tune.seeds))
+        ax.set_ylabel(f"{tune.metric} (%), " + (f"mean over seeds {seeds}" if len(tune.seeds) > 1 else f"seed {seeds}"))
         ax.set_title(f"{tune.by}={by_value}" if tune.by else "candidates")
         ax.grid(alpha=0.3)
     handles, labels = panels[0][0].get_legend_handles_labels()
