@@ -374,14 +374,19 @@ def test_each_reverse_step_is_the_end_point_with_one_step_s_change_undone(undo):
     assert not {k for k in others if end.get(k) != variant.get(k) and not k.startswith(squashing)}
 
 
-def write_path_sweep(sweep: Path, reverse: bool = True) -> Path:
-    """Three forward steps and two undone ones, three seeds each: test error (%) known per seed."""
+def write_path_sweep(sweep: Path, reverse: bool = True, forward: bool = True) -> Path:
+    """Three forward steps and two undone ones, three seeds each: test error (%) known per seed.
+
+    `forward=False`: what sweep=path_reverse runs, the end point (the last forward step) and the undone ones.
+    """
     sweep.mkdir(parents=True)
     errors = {
         ("forward", 0, "1998"): (1.00, 1.10, 0.90),
         ("forward", 1, "SDLM -> Adam"): (0.90, 0.95, 0.85),
         ("forward", 2, "RBF -> softmax"): (0.80, 0.95, 0.80),
     }
+    if not forward:
+        errors = {("forward", 2, "RBF -> softmax"): errors["forward", 2, "RBF -> softmax"]}
     if reverse:
         errors |= {
             ("reverse", 1, "modern, but SDLM"): (1.00, 1.10, 0.95),
@@ -410,6 +415,16 @@ def test_path_report_draws_the_steps_and_the_reverse_view(tmp_path):
     assert "## The path, one change at a time" in markdown and "## Main effects" not in markdown
     assert "## The reverse view" in markdown
     assert_png(tmp_path / "out" / "path.png")
+    assert_png(tmp_path / "out" / "path_reverse.png", min_height=200)
+
+
+def test_a_reverse_only_sweep_reports_the_undone_changes_against_its_end_point(tmp_path):
+    markdown = write_report(write_path_sweep(tmp_path / "sweep", forward=False), tmp_path / "out")
+    assert "## The path, one change at a time" not in markdown and not (tmp_path / "out" / "path.png").exists()
+    end_point = f"0.85 +- {T2 * math.sqrt(0.0075) / math.sqrt(3):.2f}"  # 0.80, 0.95, 0.80: s^2 = 0.0075
+    assert f"RBF -> softmax: test error {end_point}%" in markdown
+    reverse = read_csv(tmp_path / "out" / "path.csv")
+    assert [r["view"] for r in reverse] == ["reverse", "reverse"] and reverse[0]["change"].startswith("+0.17 [")
     assert_png(tmp_path / "out" / "path_reverse.png", min_height=200)
 
 

@@ -350,12 +350,17 @@ def interaction_section(rows: list[stats.Interaction]) -> tuple[list[str], list[
     return ["## Two-way interactions", text, _markdown_table(table, columns)], table
 
 
+def _is_walk(forward: list[Any], reverse: list[Any]) -> bool:
+    """A forward path to draw: more than its end point, which a reverse-only sweep (sweep=path_reverse) runs alone."""
+    return len(forward) > 1 or (len(forward) == 1 and not reverse)
+
+
 def path_section(
     forward: list[tuple[str, dict[int, float]]], reverse: list[tuple[str, dict[int, float]]]
 ) -> tuple[list[str], list[dict[str, Any]]]:
     parts: list[str] = []
     rows: list[dict[str, Any]] = []
-    if forward:
+    if _is_walk(forward, reverse):
         for k, step in enumerate(stats.path(forward)):
             rows.append(
                 {
@@ -404,7 +409,9 @@ def path_section(
             parts += [
                 "## The reverse view: the end point with one change undone",
                 f"Change in test error (points, mean [95% CI], paired by seed) against the end point "
-                f"({reference[0]}): what each change still buys once all the others are made.",
+                f"(the forward path's last step, {reference[0]}: test error "
+                f"{stats.t_interval(reference[1][s] for s in sorted(reference[1])).text()}%): what each change "
+                "still buys once all the others are made.",
                 _markdown_table(
                     reverse_rows,
                     {
@@ -520,11 +527,13 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
         section, path_rows = path_section(forward, reverse)
         parts += section
         _write_csv(path_rows, out_dir / "path.csv")
-        if forward:
+        if _is_walk(forward, reverse):
             report_plots.plot_waterfall(stats.path(forward), out_dir / "path.png")
             plots.append("![test error along the path](path.png)")
         if forward and reverse:
-            report_plots.plot_reverse(stats.undone(forward[-1][1], reverse), out_dir / "path_reverse.png")
+            end = forward[-1][1]
+            end_point = stats.t_interval(end[s] for s in sorted(end))
+            report_plots.plot_reverse(stats.undone(end, reverse), out_dir / "path_reverse.png", end_point)
             plots.append("![the end point with one change undone](path_reverse.png)")
     else:
         parts += effects_section(sweep, effects)

@@ -281,7 +281,7 @@ def plot_waterfall(steps: list[stats.PathStep], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_reverse(undone: list[tuple[str, stats.Interval]], path: Path) -> None:
+def plot_reverse(undone: list[tuple[str, stats.Interval]], path: Path, end_point: stats.Interval | None = None) -> None:
     """The end point with one change undone: the change in test error, with its 95% CI."""
     fig, ax = plt.subplots(figsize=(11, max(3.0, 1.6 + 0.6 * len(undone))))
     intervals = [iv for _, iv in undone]
@@ -300,5 +300,6 @@ def plot_reverse(undone: list[tuple[str, stats.Interval]], path: Path) -> None:
     ax.use_sticky_edges = False
     ax.margins(x=0.3)
     ax.set_xlabel("change in test error vs the end point (points; > 0: undoing the change hurts), 95% CI")
-    ax.set_title(f"the end point of the path, with one change undone ({len(undone)} variants)")
+    level = f" (test error {end_point.text()}%)" if end_point is not None else ""
+    ax.set_title(f"the end point of the path{level}, with one change undone ({len(undone)} variants)")
     _save(fig, path)
