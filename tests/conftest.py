@@ -6,7 +6,10 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -94,6 +97,16 @@ def run_cli(module: str, *args: str, cwd: Path, env: dict[str, str] | None = Non
         text=True,
         timeout=timeout,
     )
+
+
+def run_together(*calls: Callable[[], Any]) -> list[Any]:
+    """Run independent CLI calls (each a `lambda: run_cli(...)`) side by side, one per core.
+
+    Most of a tiny CLI run is its single-threaded start-up (imports), so on 2 cores two of them
+    take little longer than one; the results come back in the order given.
+    """
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(lambda call: call(), calls))
 
 
 def train_to_metrics(data_root: Path, run_dir: Path, *overrides: str, timeout: int) -> dict:

@@ -1,5 +1,6 @@
 """A run that is killed, diverges, is mistyped or is rerun loses nothing and says what happened."""
 
+import functools
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import run_cli, tiny_args, write_dataset
+from conftest import run_cli, run_together, tiny_args, write_dataset
 from lenet_pl.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
 from lenet_pl.config import compose_config, unique_dir
 from lenet_pl.divergence import DivergenceGuard, TrainingDiverged
@@ -49,12 +50,18 @@ def data_root(tmp_path_factory) -> Path:
 def reference_runs(tmp_path_factory, data_root) -> dict[str, Path]:
     """Three uninterrupted runs: seed 7 twice and seed 8 once."""
     tmp = tmp_path_factory.mktemp("reference")
-    runs = {}
-    for name, seed in (("a", 7), ("b", 7), ("other_seed", 8)):
-        result = run_cli("lenet_pl.train", *tiny_args(data_root, tmp / name, *RUN, f"seed={seed}"), cwd=tmp)
+    seeds = {"a": 7, "b": 7, "other_seed": 8}
+    results = run_together(
+        *[
+            functools.partial(
+                run_cli, "lenet_pl.train", *tiny_args(data_root, tmp / name, *RUN, f"seed={seed}"), cwd=tmp
+            )
+            for name, seed in seeds.items()
+        ]
+    )
+    for result in results:
         assert result.returncode == 0, result.stderr[-3000:]
-        runs[name] = tmp / name
-    return runs
+    return {name: tmp / name for name in seeds}
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_does_not(reference_runs):

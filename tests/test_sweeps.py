@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import run_cli, synthetic_digits, write_dataset
+from conftest import run_cli, run_together, synthetic_digits, write_dataset
 from lenet_pl import CONFIG_DIR
 from lenet_pl.config import job_name, sweep_size
 
@@ -271,35 +271,35 @@ def test_sweep_job_dirs_work_as_ckpt_path_on_the_command_line_as_written(tmp_pat
     ]
     job = sweep / names[1]
 
-    # through the shell, unquoted, as a user pastes it
+    # evaluate through the shell, unquoted, as a user pastes it; predict, export and resume beside it
     command = f"{shlex.quote(sys.executable)} -m lenet_pl.evaluate ckpt_path={job} output_dir={tmp_path / 'eval'}"
-    evaluated = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    digit = Image.fromarray(synthetic_digits(1, seed=3)[0][0].numpy())
+    digit.save(tmp_path / "digit.png")
+    train_args = [a for a in tiny_sweep_args(root, sweep) if a != "-m" and not a.startswith("hydra.sweep")]
+    evaluated, predicted, exported, resumed = run_together(
+        lambda: subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600),
+        lambda: run_cli("lenet_pl.predict", f"ckpt_path={job}", f"inputs={tmp_path / 'digit.png'}", cwd=tmp_path),
+        lambda: run_cli(
+            "lenet_pl.export", f"ckpt_path={job}", "format=torchscript", f"output={tmp_path / 'm.pt'}", cwd=tmp_path
+        ),
+        lambda: run_cli(
+            "lenet_pl.train",
+            *train_args,
+            "activation=relu",
+            "trainer.limit_train_batches=3",
+            "trainer.max_epochs=2",
+            f"ckpt_path={job}",
+            f"hydra.run.dir={tmp_path / 'resumed'}",
+            cwd=tmp_path,
+        ),
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert report["test/acc"] == pytest.approx(metrics(job)["metrics"]["test/acc"], abs=1e-6)
-
-    digit = Image.fromarray(synthetic_digits(1, seed=3)[0][0].numpy())
-    digit.save(tmp_path / "digit.png")
-    predicted = run_cli("lenet_pl.predict", f"ckpt_path={job}", f"inputs={tmp_path / 'digit.png'}", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert "digit.png" in predicted.stdout
-
-    exported = run_cli(
-        "lenet_pl.export", f"ckpt_path={job}", "format=torchscript", f"output={tmp_path / 'm.pt'}", cwd=tmp_path
-    )
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert (tmp_path / "m.pt").is_file()
-
-    resumed = run_cli(
-        "lenet_pl.train",
-        *[a for a in tiny_sweep_args(root, sweep) if a != "-m" and not a.startswith("hydra.sweep")],
-        "activation=relu",
-        "trainer.limit_train_batches=3",
-        "trainer.max_epochs=2",
-        f"ckpt_path={job}",
-        f"hydra.run.dir={tmp_path / 'resumed'}",
-        cwd=tmp_path,
-    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming from {job}/checkpoints/last.ckpt (epoch 0" in resumed.stdout + resumed.stderr
     assert metrics(tmp_path / "resumed")["metrics"]["epochs"] == 2
