@@ -60,7 +60,8 @@ def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
     chosen = {sweep.key(t.config): t.selection for t in sweep.tuned}
     rows = []
     for values, group in sweep.groups.items():
-        done = [j for j in group if j.metric("test/acc") is not None]  # finished, with a finite test accuracy
+        scored = [(j, acc) for j in group if (acc := j.metric("test/acc")) is not None]  # finite test accuracy
+        done = [j for j, _ in scored]
         row: dict[str, Any] = dict(zip(sweep.config_axes, values, strict=True))
         if values in chosen:
             selection = chosen[values]
@@ -68,7 +69,7 @@ def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
             row["chosen_at_edge"] = selection.at_edge
         row["runs"] = f"{len(done)}/{len(group)}"
         if done:
-            accuracies = [100 * j.metric("test/acc") for j in done]  # type: ignore[operator]
+            accuracies = [100 * acc for _, acc in scored]
             acc = stats.t_interval(accuracies)
             row.update(
                 test_acc_mean=round(acc.mean, 3),
@@ -242,8 +243,9 @@ def held_out_effects(sweep: Sweep) -> dict[tuple[str, str], stats.Effect]:
     return {(e.axis, e.swap): e for e in stats.main_effects(cells, *_axes(sweep))}
 
 
-def effects_section(sweep: Sweep, effects: list[stats.Effect]) -> list[str]:
-    held_out = held_out_effects(sweep) if sweep.tuned else {}
+def effects_section(
+    sweep: Sweep, effects: list[stats.Effect], held_out: dict[tuple[str, str], stats.Effect]
+) -> list[str]:
     rows = [
         {
             "axis": e.axis,
@@ -536,7 +538,7 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
             report_plots.plot_reverse(stats.undone(end, reverse), out_dir / "path_reverse.png", end_point)
             plots.append("![the end point with one change undone](path_reverse.png)")
     else:
-        parts += effects_section(sweep, effects)
+        parts += effects_section(sweep, effects, held_out)
         report_plots.plot_effects(effects, out_dir / "effects.png")
         plots.append("![main effects with 95% confidence intervals](effects.png)")
         if any(e.pairs for e in effects):
