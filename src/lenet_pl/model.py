@@ -75,7 +75,7 @@ class LeNet5(nn.Sequential):
             self.apply(init)
 
 
-def init_lecun1998(module: nn.Module, divide_by: str = "fan_in") -> None:
+def init_lecun1998(module: nn.Module, divide_by: str = "fan_in", scale: float = 2.4) -> None:
     """The paper's initialisation: weights uniform in +-2.4/F_i, F_i the fan-in of the unit; biases zero.
 
     Layers whose fan-in is not the size of one weight row (`Subsampling`, `TableConv2d`) say it
@@ -85,9 +85,14 @@ def init_lecun1998(module: nn.Module, divide_by: str = "fan_in") -> None:
     reason it gives, "the initial standard deviation of the weighted sums in the same range for
     each unit", holds for sqrt(F_i) only: with F_i the weighted sums shrink layer by layer (F6's
     are ~1/300 of C1's on MNIST), and the paper's SDLM settings diverge from it (lenet_pl/optim.py).
+
+    `scale` is the numerator: the paper's 2.4, or 1.0 as in the MNIST demo of eblearn, the C++
+    port of LeCun's group's Lush tools (`forget_param_linear(1, 0.5)`: +-1/sqrt(F_i)).
     """
     if divide_by not in ("fan_in", "sqrt_fan_in"):
         raise ConfigError(f"model.init.divide_by={divide_by!r} is not known; choose 'fan_in' or 'sqrt_fan_in'.")
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+        raise ConfigError(f"model.init.scale={scale!r} is not allowed: it must be a positive number (paper: 2.4).")
     weight = getattr(module, "weight", None)
     if not isinstance(weight, nn.Parameter):
         return
@@ -97,7 +102,7 @@ def init_lecun1998(module: nn.Module, divide_by: str = "fan_in") -> None:
     if divide_by == "sqrt_fan_in":
         fan_in = fan_in.sqrt() if isinstance(fan_in, torch.Tensor) else fan_in**0.5
     with torch.no_grad():
-        weight.uniform_(-1.0, 1.0).mul_(2.4 / fan_in)
+        weight.uniform_(-1.0, 1.0).mul_(scale / fan_in)
         if isinstance(getattr(module, "bias", None), nn.Parameter):
             module.bias.zero_()
 

@@ -30,6 +30,7 @@ trains. `SDLMCurvature(estimate="hessian_row_magnitude")`, mean |(Hz)_k| over ra
 project used it before, at 4 x B x eta.
 """
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -41,6 +42,8 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from lenet_pl.curvature import gauss_newton_diagonal, hessian_row_magnitude
 from lenet_pl.errors import ConfigError
+
+log = logging.getLogger("lenet_pl")
 
 
 class SDLM(Optimizer):
@@ -135,8 +138,23 @@ class SDLMCurvature(L.Callback):
             seen += take
             if seen >= self.samples:
                 break
+        estimates = {p: h / seen for p, h in total.items()}
         for opt in optimizers:
-            opt.set_hessian_diagonal({p: h / seen for p, h in total.items()})
+            opt.set_hessian_diagonal(estimates)
+        # Where h_kk < mu the step is capped near lr/mu x gradient: how much of the net that is says
+        # whether the run is Levenberg-Marquardt or plain SGD at lr/mu.
+        mu = optimizers[0].param_groups[0]["mu"]
+        values = torch.cat([h.flatten() for h in estimates.values()])
+        below = (values < mu).float().mean().item()
+        pl_module.log_dict({"sdlm/h_below_mu": below, "sdlm/h_median": values.median().item()})
+        log.info(
+            "SDLM curvature before pass %d: h_kk < mu for %.1f%% of %d parameters (median h_kk %.3g, mu %g)",
+            trainer.current_epoch + 1,
+            100 * below,
+            len(values),
+            values.median().item(),
+            mu,
+        )
 
 
 class PiecewiseConstantLR(LambdaLR):
