@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lenet_pl.config import instantiate_node, refused_as_config_error
 from lenet_pl.data import IMAGE_SIZE
 from lenet_pl.errors import ConfigError, UserError
+from lenet_pl.per_digit import in_test_order
 
 
 def make_scheduler(factory: Callable[..., LRScheduler], optimizer: Optimizer, total_steps: int | float) -> LRScheduler:
@@ -71,7 +72,9 @@ class LeNetModule(L.LightningModule):
             GPU (cuDNN) convolution kernels run faster on.
         config: the run's resolved config, stored in checkpoints so they describe themselves.
 
-    Logs train/loss, train/acc, val/loss, val/acc, val/acc_best, test/loss and test/acc.
+    Logs train/loss, train/acc, val/loss, val/acc, val/acc_best, test/loss and test/acc. After a
+    test, `test_predicted` holds the predicted class of every test digit, in the test set's order
+    (what `lenet_pl.train` saves as test_predictions.npz).
     """
 
     def __init__(
@@ -119,6 +122,8 @@ class LeNetModule(L.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps its best so far
+        self.test_batches_predicted: list[Tensor] = []
+        self.test_predicted: Tensor | None = None
         self._try_optimizer()
 
     @classmethod
@@ -177,6 +182,7 @@ class LeNetModule(L.LightningModule):
         return self.net(x.contiguous(memory_format=self.memory_format))
 
     def _step(self, batch: tuple[Tensor, Tensor], stage: str, accuracy: MulticlassAccuracy) -> Tensor:
+        """Log the batch's loss and accuracy; returns the model's outputs."""
         x, y = batch
         outputs = self(x)
         loss = self.loss(outputs, y)
@@ -184,7 +190,7 @@ class LeNetModule(L.LightningModule):
         # Under DDP, val/test loss is averaged over processes (sync_dist); accuracy metrics sync themselves.
         self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
-        return loss
+        return outputs
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         # Lean on purpose: for a model this small, each self.log() call (hundreds of µs of Lightning
@@ -223,8 +229,20 @@ class LeNetModule(L.LightningModule):
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=False)
 
+    def on_test_epoch_start(self) -> None:
+        self.test_batches_predicted = []
+
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test", self.test_acc)
+        self.test_batches_predicted.append(self._step(batch, "test", self.test_acc).argmax(dim=1))
+
+    def on_test_epoch_end(self) -> None:
+        predicted = (
+            torch.cat(self.test_batches_predicted) if self.test_batches_predicted else torch.zeros(0, dtype=torch.long)
+        )
+        if self.trainer.world_size > 1:
+            predicted = in_test_order(self.all_gather(predicted))
+        self.test_predicted = predicted.cpu()
+        self.test_batches_predicted = []
 
     def configure_optimizers(self) -> Optimizer | dict[str, Any]:
         optimizer = self.optimizer_factory(self.parameters())

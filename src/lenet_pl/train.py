@@ -37,6 +37,7 @@ from lenet_pl.errors import ConfigError, OutputError, UserError, user_cause, use
 from lenet_pl.model import format_layer_table, layer_table
 from lenet_pl.module import LeNetModule, check_model_fits_data
 from lenet_pl.outputs import disk_error, output_dirs, output_error, remove_unstarted_dirs, write_atomically
+from lenet_pl.per_digit import write_test_predictions
 
 log = logging.getLogger("lenet_pl")
 
@@ -165,6 +166,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         else:
             logger.log_hyperparams(hparams)
         logger.finalize("success")  # test() already closed it: without this the write may be lost at exit
+    if module.test_predicted is not None:  # for per-digit comparisons of runs (lenet_pl.mcnemar)
+        write_test_predictions(output_dir, module.test_predicted, *datamodule.splits["test"])
     write_atomically(
         output_dir / "metrics.json", json.dumps({"hparams": hparams, "metrics": metrics}, indent=2).encode()
     )
