@@ -53,7 +53,8 @@ def write_dataset(root: Path, folder_name: str = "MNIST", n_train: int = 1200, n
 
 @pytest.fixture
 def synthetic_root(tmp_path: Path) -> Path:
-    """A data root with a small synthetic MNIST (1,200 train / 300 test images)."""
+    """A data root with a small synthetic MNIST (1,200 train / 300 test images): read it with
+    data.verify=false (`verify=False`), since its files are not MNIST's originals."""
     return write_dataset(tmp_path / "data")
 
 
@@ -128,6 +129,7 @@ def tiny_args(data_root: Path, run_dir: Path, *overrides: str) -> list[str]:
     """Overrides for a run of a few seconds on a synthetic data root, written to `run_dir`."""
     return [
         f"data.root={data_root}",
+        "data.verify=false",  # synthetic digits, not MNIST's original files
         "data.val_size=200",
         "data.batch_size=50",
         "data.eval_batch_size=100",
@@ -169,3 +171,29 @@ def rbf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run_cli("lenet_pl.train", *tiny_args(write_dataset(tmp / "data"), run_dir, *overrides), cwd=tmp)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture
+def train_in_process(monkeypatch: pytest.MonkeyPatch) -> Callable[..., int]:
+    """`python -m lenet_pl.train <args>` run in this process (no interpreter start-up, ~1 s a run): returns
+    its exit status. What `cli` sets for the process (Hydra's error mode, thread and logging hooks) is undone."""
+    import logging
+    import threading
+
+    from lenet_pl import train
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    monkeypatch.setenv("LENET_PL_SET_HYDRA_FULL_ERROR", "1")
+    monkeypatch.delenv("LENET_DATA_ROOT", raising=False)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    monkeypatch.setattr(logging, "raiseExceptions", logging.raiseExceptions)
+
+    def run(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["lenet_pl.train", *args])
+        try:
+            train.cli()
+        except SystemExit as exit:
+            return int(exit.code or 0)
+        return 0
+
+    return run

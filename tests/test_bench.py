@@ -29,7 +29,13 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error
 
 def tiny_overrides(root: Path) -> list[str]:
     """A synthetic data set small enough for the whole benchmark to run in seconds."""
-    return [f"data.root={root}", "data.val_size=200", "data.batch_size=32", "data.eval_batch_size=100"]
+    return [
+        f"data.root={root}",
+        "data.verify=false",
+        "data.val_size=200",
+        "data.batch_size=32",
+        "data.eval_batch_size=100",
+    ]
 
 
 def parse_report(text: str) -> dict[str, str]:
@@ -149,7 +155,7 @@ def test_data_device_cuda_without_cuda_is_a_config_error(device):
 
 
 def test_data_on_cpu_serves_cpu_batches(synthetic_root):
-    datamodule = MNISTDataModule(root=str(synthetic_root), val_size=200, batch_size=64, device="auto")
+    datamodule = MNISTDataModule(root=str(synthetic_root), verify=False, val_size=200, batch_size=64, device="auto")
     datamodule.setup("fit")
     assert all(x.device.type == "cpu" and y.device.type == "cpu" for x, y in datamodule.splits.values())
     images, labels = next(iter(datamodule.train_dataloader()))
@@ -324,8 +330,8 @@ from hydra.utils import instantiate
 from lenet_pl.bench import time_plain
 from lenet_pl.config import compose_config
 from lenet_pl.train import configure_process
-cfg = compose_config(["experiment=fast", f"data.root={sys.argv[1]}", "data.val_size=200", "threads=1",
-                      f"keep_freed_memory={sys.argv[2]}"])
+cfg = compose_config(["experiment=fast", f"data.root={sys.argv[1]}", "data.verify=false", "data.val_size=200",
+                      "threads=1", f"keep_freed_memory={sys.argv[2]}"])
 configure_process(cfg)
 datamodule = instantiate(cfg.data)
 datamodule.setup("fit")

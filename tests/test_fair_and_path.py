@@ -454,6 +454,7 @@ def tiny_fair(tmp_path_factory) -> tuple[Path, object, list[str]]:
         "sweep=fair",
         "hydra/launcher=basic",
         f"data.root={root}",
+        "data.verify=false",
         "data.val_size=100",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=6",

@@ -255,7 +255,13 @@ def test_distortions_move_ink_differently_per_image_and_keep_dtype_and_shape():
 def test_data_augment_distorts_training_batches_only(synthetic_root):
     data = instantiate(
         compose_config(
-            ["experiment=lenet1998", "data.augment=distortions", "data.val_size=200", f"data.root={synthetic_root}"]
+            [
+                "experiment=lenet1998",
+                "data.augment=distortions",
+                "data.val_size=200",
+                f"data.root={synthetic_root}",
+                "data.verify=false",
+            ]
         ).data
     )
     data.setup()
@@ -284,6 +290,7 @@ def test_the_papers_protocol_trains_on_every_digit_tests_the_last_pass_and_draws
         "experiment=lenet1998",
         "seed=0,1",
         f"data.root={synthetic_root}",
+        "data.verify=false",
         "trainer.max_epochs=2",
         "callbacks.sdlm_curvature.samples=64",
         "trainer.enable_progress_bar=false",

@@ -40,7 +40,13 @@ def test_an_unknown_precision_lists_the_choices():
 
 
 def test_bf16_trains_on_the_cpu_with_bf16_activations_and_fp32_weights(synthetic_root, tmp_path):
-    overrides = [f"data.root={synthetic_root}", "data.val_size=200", "data.batch_size=64", "experiment=fast"]
+    overrides = [
+        f"data.root={synthetic_root}",
+        "data.verify=false",
+        "data.val_size=200",
+        "data.batch_size=64",
+        "experiment=fast",
+    ]
     overrides += ["precision=bf16", "trainer=cpu", "trainer.max_epochs=2", "logger=none", "callbacks=none"]
     overrides += ["trainer.enable_progress_bar=false", f"paths.output_dir={tmp_path}"]
     datamodule, module, trainer = build(compose_config(overrides))

@@ -26,6 +26,7 @@ def tiny_sweep_args(data_root: Path, sweep_dir: Path, *overrides: str) -> list[s
     return [
         "-m",
         f"data.root={data_root}",
+        "data.verify=false",
         "data.val_size=100",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=6",

@@ -43,8 +43,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomically(path, buffer.getbuffer())
 
 
-# Keys that may differ between a run and the run it resumes: where things are, how fast it runs, what to resume from.
-_NOT_PART_OF_THE_RUN = ("ckpt_path", "paths", "hydra", "threads", "keep_freed_memory", "trainer.enable_progress_bar")
+# Keys that may differ between a run and the run it resumes: where things are, how fast it runs, what to resume
+# from, whether the data files are checked (runs from before data.verify existed resume too).
+_NOT_PART_OF_THE_RUN = (
+    "ckpt_path",
+    "paths",
+    "hydra",
+    "threads",
+    "keep_freed_memory",
+    "trainer.enable_progress_bar",
+    "data.verify",
+)
 
 
 def _run_identity(cfg: DictConfig) -> dict[str, Any]:

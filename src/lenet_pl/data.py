@@ -1,6 +1,7 @@
 """MNIST and Fashion-MNIST as a LightningDataModule that serves batches from in-memory tensors.
 
-torchvision downloads, md5-checks and parses the IDX files once; after that a batch is one
+torchvision downloads the IDX files; every file is checked to be the data set's original (the
+sha256 of its content) as it is read, and parsed once; after that a batch is one
 tensor index into uint8 images (47 MB for MNIST's train set), and the float conversion,
 padding and normalisation run on the whole batch after it reaches the training device.
 With `device="auto"` and a CUDA trainer the uint8 tensors themselves live on the GPU, so
@@ -9,6 +10,7 @@ batches are cut there and nothing crosses the PCIe bus during training.
 
 import gzip
 import hashlib
+import logging
 import math
 import os
 import zlib
@@ -23,6 +25,8 @@ from torchvision.datasets import MNIST, FashionMNIST
 
 from lenet_pl.augment import AUGMENTATIONS
 from lenet_pl.errors import ConfigError, DataError
+
+log = logging.getLogger("lenet_pl")
 
 DATASETS: dict[str, type[MNIST]] = {"mnist": MNIST, "fashion_mnist": FashionMNIST}
 IMAGE_SIZE = 28  # side of every MNIST-family image
@@ -113,23 +117,58 @@ def resolve_device(device: str, training_device: torch.device | None = None) -> 
     return resolved
 
 
-# md5 of each file's unpacked content, the IDX data itself (published beside the originals). A copy
-# compressed differently, such as Debian's dataset-fashion-mnist package, which re-compresses the
-# original .gz files, is accepted for what it holds; a file whose data differs is refused.
-CONTENT_MD5: dict[str, dict[str, str]] = {
+# sha256 of each original file's unpacked content: the IDX data itself, however it was compressed.
+# Computed from the original .gz files: MNIST's four as torchvision downloads them (their md5s are those
+# in torchvision's MNIST.resources), Fashion-MNIST's from Debian's dataset-fashion-mnist package
+# (0.0~git20200523.55506a9-1), which re-compresses the originals: its .gz md5s differ from
+# FashionMNIST.resources, its content does not. Every form the data comes in (.gz or unpacked, in
+# <root>/<Dataset>/raw/ or a folder of the user's) is read through `read_checked`, so a file that is
+# altered, cut short, or another data set's is refused before training; both data sets are known, so
+# MNIST's files found where Fashion-MNIST was asked for are named as MNIST's.
+ORIGINALS: dict[str, dict[str, tuple[str, tuple[int, ...]]]] = {  # name -> (sha256, the dimensions it holds)
     "MNIST": {
-        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+        "train-images-idx3-ubyte": (
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            (60_000, IMAGE_SIZE, IMAGE_SIZE),
+        ),
+        "train-labels-idx1-ubyte": ("65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5", (60_000,)),
+        "t10k-images-idx3-ubyte": (
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            (10_000, IMAGE_SIZE, IMAGE_SIZE),
+        ),
+        "t10k-labels-idx1-ubyte": ("ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2", (10_000,)),
     },
     "FashionMNIST": {
-        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
-        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
-        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+        "train-images-idx3-ubyte": (
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            (60_000, IMAGE_SIZE, IMAGE_SIZE),
+        ),
+        "train-labels-idx1-ubyte": ("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", (60_000,)),
+        "t10k-images-idx3-ubyte": (
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            (10_000, IMAGE_SIZE, IMAGE_SIZE),
+        ),
+        "t10k-labels-idx1-ubyte": ("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", (10_000,)),
     },
 }
+_TITLES = {"MNIST": "MNIST", "FashionMNIST": "Fashion-MNIST"}
+
+
+def _known(digest: str) -> tuple[str, str] | None:
+    """(data set, file name) of the original file whose content has this sha256, if any."""
+    for dataset, files in ORIGINALS.items():
+        for name, (original, _) in files.items():
+            if digest == original:
+                return dataset, name
+    return None
+
+
+def _title(name: str) -> str:
+    return _TITLES.get(name, name)
+
+
+def _config_name(name: str) -> str:
+    return next(key for key, dataset in DATASETS.items() if dataset.__name__ == name)
 
 
 def _raw_folder(dataset: type[MNIST], root: str | Path) -> Path:
@@ -152,29 +191,119 @@ def data_folder(dataset: type[MNIST], root: str | Path) -> Path | None:
     return None
 
 
-def read_checked_gz(path: Path, dataset: type[MNIST]) -> bytes:
-    """The unpacked content of one of the data set's .gz files, checked against the original's md5.
-
-    What is checked is the data, not how it was compressed: any gzip level, timestamp or tool is
-    fine. A gzip stream that is cut short or damaged, or data other than the original's, is a DataError.
-    """
+def read_content(folder: Path, name: str) -> tuple[Path, bytes]:
+    """(the file read, its unpacked bytes) for the data set's file `name` in `folder`: the unpacked file
+    when it is there, else its .gz unpacked in memory. A .gz that cannot be unpacked is a DataError."""
+    path = folder / name
+    if path.is_file():
+        return path, path.read_bytes()
+    path = folder / f"{name}.gz"
+    packed = path.read_bytes()
     try:
-        content = gzip.decompress(path.read_bytes())
+        return path, gzip.decompress(packed)
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(
             f"{path} is corrupt or truncated: it cannot be unpacked ({err}). Delete it and run again to "
-            "download a fresh copy, or replace it with a good copy of the original file."
+            "download a fresh copy, or replace it with a good copy of the original file; nothing was changed."
         ) from err
-    name = path.name.removesuffix(".gz")
-    expected = CONTENT_MD5.get(dataset.__name__, {}).get(name)
-    actual = hashlib.md5(content).hexdigest()
-    if expected is not None and actual != expected:
-        raise DataError(
-            f"{path} unpacks, but not to the original {dataset.__name__} file: the md5 of its content is {actual}, "
-            f"the original's is {expected} (how it was compressed does not matter). It is corrupt or another "
-            "file: delete it and run again to download a fresh copy, or replace it with a good copy."
+
+
+def read_checked(folder: Path, name: str, dataset: type[MNIST], verify: bool = True) -> tuple[Path, bytes]:
+    """`read_content`, refused with a DataError unless the content is `dataset`'s original file `name`
+    (its sha256, `ORIGINALS`). The bytes checked are the bytes returned, so nothing can change between
+    the check and their use; hashing them costs ~0.03 s for all four files. `verify=False` skips the check."""
+    path, content = read_content(folder, name)
+    if verify:
+        digest = hashlib.sha256(content).hexdigest()
+        if digest != ORIGINALS[dataset.__name__][name][0]:
+            raise DataError(_not_the_original(path, content, digest, dataset, name))
+    return path, content
+
+
+def _idx_dims(data: bytes) -> list[int]:
+    """The dimensions an IDX file of unsigned bytes announces in its header; a ValueError if it has none."""
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 3 or len(data) < 4 + 4 * data[3]:
+        raise ValueError("it does not start with the header of an IDX file of unsigned bytes")
+    return [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(data[3])]
+
+
+def _holding(dims: list[int]) -> str:
+    if len(dims) == 3:
+        return f"{dims[0]:,} images of {dims[1]}x{dims[2]}"
+    return f"{dims[0]:,} labels" if len(dims) == 1 else "an array of " + "x".join(map(str, dims))
+
+
+def _what_it_holds(content: bytes, digest: str, dataset: type[MNIST], name: str) -> str:
+    """What a file that is not `dataset`'s original `name` holds instead, as far as it can be told."""
+    known = _known(digest)
+    if known is not None:
+        return f"it holds {_title(known[0])}'s {known[1]}"
+    sha256, shape = ORIGINALS[dataset.__name__][name]
+    original = list(shape)
+    try:
+        dims = _idx_dims(content)
+    except ValueError:
+        return f"it is not an IDX file of unsigned bytes at all ({len(content):,} bytes starting {content[:4].hex()})"
+    size = 4 + 4 * len(dims) + math.prod(dims)
+    if dims == original and len(content) == size:
+        return (
+            f"it has the original's header and size ({_holding(dims)}) but other content (sha256 {digest[:12]}..., "
+            f"the original's {sha256[:12]}...): it was altered, or it is another data set "
+            f"in {_title(dataset.__name__)}'s format"
         )
-    return content
+    cut = "" if len(content) == size else f", in {len(content):,} bytes where its header announces {size:,}"
+    return f"it holds {_holding(dims)}{cut}; the original holds {_holding(original)}"
+
+
+def _is_other(folder: Path, dataset: str) -> bool:
+    """Whether all four files in `folder` are `dataset`'s originals (read only to word an error)."""
+    try:
+        return all(
+            hashlib.sha256(read_content(folder, name)[1]).hexdigest() == digest
+            for name, (digest, _) in ORIGINALS[dataset].items()
+        )
+    except (OSError, DataError):
+        return False
+
+
+def _gz_is_original(gz: Path, dataset: type[MNIST], name: str) -> bool:
+    try:
+        return hashlib.sha256(gzip.decompress(gz.read_bytes())).hexdigest() == ORIGINALS[dataset.__name__][name][0]
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
+def _not_the_original(path: Path, content: bytes, digest: str, dataset: type[MNIST], name: str) -> str:
+    """One paragraph: which file, what it holds instead, and what to do."""
+    title, folder = _title(dataset.__name__), path.parent
+    asked = f"data.dataset={_config_name(dataset.__name__)}"
+    message = f"{path} is not {title}'s {name}, which {asked} reads: {_what_it_holds(content, digest, dataset, name)}."
+    other = (_known(digest) or (dataset.__name__,))[0]
+    if other != dataset.__name__ and _is_other(folder, other):
+        message += f" The files in {folder} are {_title(other)}'s, not {title}'s."
+    if folder.name == "raw" and folder.parent.name == dataset.__name__:  # where torchvision downloads
+        gz = path.with_name(f"{name}.gz")
+        if path != gz and _gz_is_original(gz, dataset, name):
+            message += f" {gz.name} beside it holds the original: delete {path.name} and the next run unpacks it again."
+        else:
+            also = f" (and {gz.name})" if path != gz and gz.is_file() else ""
+            message += (
+                f" Delete it{also} and run again to download a fresh copy (data.download=true), or replace it with "
+                "the original."
+            )
+    else:
+        message += (
+            f" Point data.root at a folder that holds {title}'s original files, or at another folder to download "
+            f"them into (<data.root>/{dataset.__name__}/raw/)."
+        )
+    if other != dataset.__name__:
+        message += f" To train on {_title(other)}, use data={_config_name(other)}."
+    message += f" Nothing was changed in {folder}."
+    if _known(digest) is None:
+        message += (
+            f" If these are your own files in {title}'s format on purpose, data.verify=false reads them unchecked."
+        )
+    return message
 
 
 def _unpack(content: bytes, path: Path) -> None:
@@ -188,24 +317,20 @@ def _unpack(content: bytes, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def ensure_downloaded(dataset: type[MNIST], root: str | Path, download: bool = True) -> None:
-    """Make sure the data set's four files are in `root/<Dataset>/raw/` or in `root` itself, checked;
-    raise a DataError saying what to do if not.
+def ensure_downloaded(dataset: type[MNIST], root: str | Path, download: bool = True, verify: bool = True) -> None:
+    """Make sure the data set's four files are in `root/<Dataset>/raw/` or in `root` itself; raise a
+    DataError saying what to do if not.
 
-    A .gz file counts when its unpacked content is the original's (`read_checked_gz`). In
-    `<root>/<Dataset>/raw/` it is then unpacked beside itself, as torchvision does; a folder of the
-    user's given as `root` is only read (runs unpack its .gz files in memory, ~1 s). Missing files are downloaded (and
-    md5-checked) by torchvision. A .gz already there that is not right is reported, never
-    silently downloaded again.
+    In `<root>/<Dataset>/raw/` a .gz is unpacked beside itself, as torchvision does, once its content
+    is checked (`read_checked`); a folder of the user's given as `root` is only read (`load_split`
+    checks and unpacks its files in memory, ~1 s). Missing files are downloaded (and md5-checked) by
+    torchvision. A file already there that is not right is reported, never replaced or downloaded again.
     """
     raw = _raw_folder(dataset, root)
-    folder = data_folder(dataset, root) or raw
-    for name in _unpacked_names(dataset):
-        gz = folder / f"{name}.gz"
-        if not (folder / name).is_file() and gz.is_file():
-            content = read_checked_gz(gz, dataset)
-            if folder == raw:  # our own layout; a folder of the user's (data.root itself) is only read
-                _unpack(content, raw / name)
+    if (data_folder(dataset, root) or raw) == raw:
+        for name in _unpacked_names(dataset):
+            if not (raw / name).is_file() and (raw / f"{name}.gz").is_file():
+                _unpack(read_checked(raw, name, dataset, verify)[1], raw / name)
     if data_folder(dataset, root) is not None:
         return
     names = ", ".join(name for name, _ in dataset.resources)
@@ -223,36 +348,31 @@ def ensure_downloaded(dataset: type[MNIST], root: str | Path, download: bool = T
             f"{dataset.__name__} is not in {raw} and downloading it failed ({reason}). Without a network, "
             f"copy the four original files ({names}) into {raw}/ or point data.root at the folder that "
             "holds them (a copy compressed another way, such as Debian's, is fine), e.g. "
-            "`python -m lenet_pl.train data.root=/path/to/data`; their content is md5-checked."
+            "`python -m lenet_pl.train data.root=/path/to/data`; their content is checked."
         ) from err
 
 
 def parse_idx(data: bytes) -> Tensor:
     """An IDX file of unsigned bytes (MNIST's format) as a uint8 tensor of the dimensions its header gives."""
-    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 3:
-        raise ValueError("it does not start with the header of an IDX file of unsigned bytes")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = 4 + 4 * ndim + math.prod(dims)
+    dims = _idx_dims(data)
+    expected = 4 + 4 * len(dims) + math.prod(dims)
     if len(data) != expected:
         raise ValueError(f"it has {len(data)} bytes, its header announces {expected}")
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=4 + 4 * ndim).view(*dims)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=4 + 4 * len(dims)).view(*dims)
 
 
-def _read_idx(folder: Path, name: str) -> Tensor:
-    path = folder / name
-    return parse_idx(path.read_bytes() if path.is_file() else gzip.decompress((folder / f"{name}.gz").read_bytes()))
-
-
-def load_split(dataset: type[MNIST], root: str | Path, train: bool) -> tuple[Tensor, Tensor]:
+def load_split(dataset: type[MNIST], root: str | Path, train: bool, verify: bool = True) -> tuple[Tensor, Tensor]:
     """The train or test split as (uint8 images N x 28 x 28, int64 labels N), read from wherever
-    `data_folder` finds the files (the unpacked file, else its .gz unpacked in memory)."""
+    `data_folder` finds the files (the unpacked file, else its .gz unpacked in memory), each checked to
+    be the data set's original (`read_checked`) unless `verify` is False."""
     folder = data_folder(dataset, root) or _raw_folder(dataset, root)
     prefix = "train" if train else "t10k"
     try:
-        images = _read_idx(folder, f"{prefix}-images-idx3-ubyte")
-        labels = _read_idx(folder, f"{prefix}-labels-idx1-ubyte").long()
-    except (OSError, EOFError, ValueError, RuntimeError, zlib.error) as err:
+        images = parse_idx(read_checked(folder, f"{prefix}-images-idx3-ubyte", dataset, verify)[1])
+        labels = parse_idx(read_checked(folder, f"{prefix}-labels-idx1-ubyte", dataset, verify)[1]).long()
+    except DataError:
+        raise
+    except (OSError, ValueError, RuntimeError) as err:
         raise DataError(
             f"Could not read the {dataset.__name__} files in {folder} ({type(err).__name__}: {err}). They are "
             f"truncated or not IDX files: delete {', '.join(_unpacked_names(dataset))} there and run "
@@ -285,6 +405,8 @@ class MNISTDataModule(L.LightningDataModule):
             (32 for the paper's LeNet-5, 28 for none).
         mean, std: normalisation applied after scaling pixels to [0, 1].
         download: download through torchvision when the files are missing.
+        verify: refuse files that are not the data set's originals (the sha256 of their content:
+            `ORIGINALS`); False reads IDX files of your own under the data set's names unchecked.
         device: where the uint8 data set lives and batches are cut: "auto" (the trainer's GPU
             when it trains on CUDA, else the CPU), "cpu", "cuda" or "cuda:N".
         augment: random distortions of training batches (on whole padded batches, after the
@@ -305,6 +427,7 @@ class MNISTDataModule(L.LightningDataModule):
         mean: float = 0.1307,
         std: float = 0.3081,
         download: bool = True,
+        verify: bool = True,
         device: str = "auto",
         augment: str | Callable[[Tensor], Tensor] | None = None,
     ) -> None:
@@ -333,20 +456,22 @@ class MNISTDataModule(L.LightningDataModule):
             )
         if not std > 0:
             raise ConfigError(f"data.std={std!r} is not allowed: it must be positive.")
+        if not isinstance(verify, bool):
+            raise ConfigError(f"data.verify={verify!r} is not allowed: it must be true or false.")
         self.dataset = DATASETS[dataset]
         self.root = root
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
         self.pad = (image_size - IMAGE_SIZE) // 2
         self.mean, self.std = mean, std
-        self.download = download
+        self.download, self.verify = download, verify
         resolve_device(device)  # fails now on a bad name, or on CUDA where there is none
         self.device = device
         self.augment = augment
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     def prepare_data(self) -> None:
-        ensure_downloaded(self.dataset, self.root, self.download)
+        ensure_downloaded(self.dataset, self.root, self.download, self.verify)
 
     def setup(self, stage: str | None = None) -> None:
         device = resolve_device(self.device, self.trainer.strategy.root_device if self.trainer else None)
@@ -355,7 +480,14 @@ class MNISTDataModule(L.LightningDataModule):
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
 
     def _load_splits(self) -> None:
-        images, labels = load_split(self.dataset, self.root, train=True)
+        if not self.verify:
+            log.warning(
+                "data.verify=false: the %s files under %s are read unchecked; they may not be %s's originals.",
+                self.dataset.__name__,
+                self.root,
+                self.dataset.__name__,
+            )
+        images, labels = load_split(self.dataset, self.root, train=True, verify=self.verify)
         if self.has_validation:
             n_val = self.val_size if isinstance(self.val_size, int) else round(self.val_size * len(labels))
             if not 1 <= n_val < len(labels):
@@ -369,7 +501,7 @@ class MNISTDataModule(L.LightningDataModule):
             self.splits["val"] = images[val], labels[val]
         else:
             self.splits["train"] = images, labels
-        self.splits["test"] = load_split(self.dataset, self.root, train=False)
+        self.splits["test"] = load_split(self.dataset, self.root, train=False, verify=self.verify)
 
     @property
     def has_validation(self) -> bool:

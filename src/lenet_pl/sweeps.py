@@ -33,6 +33,7 @@ NOT_PART_OF_THE_RUN = (
     "keep_freed_memory",
     "trainer.enable_progress_bar",
     "data.root",
+    "data.verify",
     "paths.data_dir",
 )
 
