@@ -13,6 +13,8 @@ the same average effect: the interval reflects seed-to-seed noise only, not how 
 differs between configurations (the interaction table shows that). In a tuned sweep the seed that
 chose the learning rates is not quite such a draw (its runs won a contest on validation), so the
 report also gives the effects without it. With one seed there is an estimate but no interval.
+`lenet_pl.factorial` fits the whole factorial as one linear model instead, whose residual gives
+every effect the same error term with far more degrees of freedom (30 for 16 configurations on 3 seeds).
 """
 
 import math
