@@ -21,8 +21,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from lenet_pl.errors import ConfigError
-from lenet_pl.outputs import copy_atomically, write_atomically
+from lenet_pl.errors import ConfigError, RunFileError
+from lenet_pl.outputs import copy_atomically, read_yaml, write_atomically
 
 LAST = "last.ckpt"
 
@@ -78,7 +78,16 @@ def find_last_checkpoint(cfg: DictConfig, outputs_root: str | Path, exclude: str
         saved = run_dir / ".hydra" / "config.yaml"
         if run_dir.resolve() == exclude or not saved.is_file():
             continue
-        if _run_identity(OmegaConf.load(saved)) == wanted:
+        try:
+            saved_cfg = read_yaml(saved, omegaconf=True)
+        except RunFileError as err:  # it may be the run to resume: no guessing past it
+            raise RunFileError(
+                err.path,
+                f"{err.problem}. ckpt_path=last compares this run's config with that of every earlier run that "
+                f"has a {LAST}, and this one cannot be read: move {run_dir} out of {outputs_root}/ or repair the "
+                f"file, or name the checkpoint to resume, e.g. ckpt_path={last}",
+            ) from err
+        if _run_identity(saved_cfg) == wanted:
             candidates.append(last)
     return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
 

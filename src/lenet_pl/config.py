@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -19,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lenet_pl import CONFIG_DIR
 from lenet_pl.errors import ConfigError, UserError
-from lenet_pl.outputs import note_output_dir
+from lenet_pl.outputs import note_output_dir, read_yaml
 
 # The config groups a run swaps: they name runs and fill TensorBoard's hparams tab.
 AXES = ("experiment", "model", "activation", "pooling", "norm", "loss", "optimizer", "scheduler", "precision", "data")
@@ -60,7 +59,7 @@ def sweep_size(sweep_dir: str | Path, sweeper: Any = None) -> int | None:
     path = Path(sweep_dir) / "multirun.yaml"
     if not path.is_file():
         return None
-    saved = yaml.safe_load(path.read_text())["hydra"]  # plain YAML: interpolations stay text
+    saved = read_yaml(path)["hydra"]  # plain YAML: interpolations stay text
     params = [f"{key}={value}" for key, value in (saved["sweeper"].get("params") or {}).items()]
     overrides = OverridesParser.create().parse_overrides(params + list(saved["overrides"]["task"]))
     return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))

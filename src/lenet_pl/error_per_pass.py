@@ -8,11 +8,15 @@ pass, whatever the curve did before).
 
 import csv
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+
+from lenet_pl.errors import RunFileError
+from lenet_pl.outputs import read_csv
 
 log = logging.getLogger("lenet_pl")
 
@@ -76,11 +80,13 @@ class ErrorPerPass(L.Callback):
 
 
 def read_error_per_pass(path: Path) -> list[dict[str, float]]:
-    """The rows of an `error_per_pass.csv`; none where there is no such file."""
+    """The rows of an `error_per_pass.csv`; none where there is no such file; a RunFileError where it is damaged."""
     if not path.is_file():
         return []
-    with path.open() as file:
-        return [{"pass": int(r["pass"]), **{k: float(r[k]) for k in COLUMNS[1:]}} for r in csv.DictReader(file)]
+    rows = read_csv(path, numbers=COLUMNS, required=COLUMNS)
+    if not rows:
+        raise RunFileError(path, "has a header but no rows (the callback writes one row per pass)")
+    return [{"pass": int(r["pass"]), **{k: r[k] for k in COLUMNS[1:]}} for r in rows]
 
 
 def plot_error_per_pass(
@@ -134,7 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     if len(labels) != len(args.runs):
         parser.error(f"{len(labels)} labels for {len(args.runs)} runs: give one --label per run, or none")
     pairs = zip(labels, args.runs, strict=True)
-    runs = {label: read_error_per_pass(run / "error_per_pass.csv") for label, run in pairs}
+    try:
+        runs = {label: read_error_per_pass(run / "error_per_pass.csv") for label, run in pairs}
+    except RunFileError as err:
+        print(
+            f"error: {err} Leave that run out, or draw it once its file is repaired; nothing was drawn.",
+            file=sys.stderr,
+        )
+        return 2
     if missing := [str(run) for run, rows in zip(args.runs, runs.values(), strict=True) if not rows]:
         parser.error(f"no error_per_pass.csv in {', '.join(missing)} (runs of experiment=lenet1998 write one)")
     plot_error_per_pass(runs, args.out, args.title)

@@ -13,6 +13,15 @@ class DataError(UserError, RuntimeError):
     """A data set that is missing, cannot be downloaded, or is corrupt."""
 
 
+class RunFileError(UserError, ValueError):
+    """A file a run wrote (metrics.json, .hydra/*.yaml, a CSV log) that is empty, cut short or not what the
+    project writes (see lenet_pl.outputs.read_json): a fact about that run, which a sweep's report marks."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"{path} {problem}.")
+        self.path, self.problem = path, problem
+
+
 class OutputError(UserError, RuntimeError):
     """A run's output that could not be written: the disk is full or not writable (see lenet_pl.outputs)."""
 

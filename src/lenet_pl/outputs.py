@@ -1,4 +1,4 @@
-"""Writing a run's files so that a full or read-only disk loses nothing and is reported in one paragraph.
+"""A run's files: written so that a full or read-only disk loses nothing, read so that a damaged one is named.
 
 Every file the project writes itself (checkpoints, metrics.json, failure.json, copies of resumed
 checkpoints) goes through `write_atomically`: a temporary file beside the target, then a rename,
@@ -6,21 +6,32 @@ so a write that fails (or a kill) leaves the previous file whole and no partial 
 write fails because the disk is full or not writable (ours, Hydra's run dir and logs, Lightning's
 loggers), `output_error` turns the OSError into an `OutputError` that names the path, what is
 wrong with the disk, the last good checkpoint and the command that resumes from it.
+
+Every run file a command reads (metrics.json, failure.json, .hydra/*.yaml, multirun.yaml, the CSV
+logs) goes through `read_json`, `read_yaml` or `read_csv`, which refuse a file that is empty, cut
+short (every file the project, Hydra and Lightning write ends in a line break, and JSON in its
+closing bracket), not parseable, or of another shape than its writer gives it, with a
+`RunFileError` naming the file and what is wrong. A sweep's report marks such a job and reports the
+rest; a command about one run refuses in one paragraph.
 """
 
+import csv
 import errno
+import json
 import os
 import shlex
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from lenet_pl.errors import OutputError
+from lenet_pl.errors import OutputError, RunFileError
 
 # Why a write can fail that is about the disk, not the program: what to tell the user.
 DISK_PROBLEMS = {
@@ -197,3 +208,115 @@ def remove_unstarted_dirs() -> list[Path]:
             removed.append(folder)
     created_dirs.clear()
     return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a run's files
+
+_SHAPES = {dict: "a mapping", list: "a list", DictConfig: "a mapping", ListConfig: "a list"}
+
+
+def _read_text(path: Path) -> str:
+    """The text of a run file that must be there; a RunFileError when it is unreadable, empty or cut short."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunFileError(path, "is missing") from None
+    except UnicodeDecodeError as err:
+        raise RunFileError(
+            path, f"is not text ({err.reason} at byte {err.start}): it was altered or overwritten"
+        ) from err
+    except OSError as err:
+        raise RunFileError(path, f"cannot be read ({err.strerror or err})") from err
+    if not text.strip():
+        raise RunFileError(path, "is empty: the run, or a copy of it, stopped before the file was written")
+    return text
+
+
+def _shape(path: Path, value: Any, expected: type) -> Any:
+    if not isinstance(value, expected):
+        raise RunFileError(
+            path, f"holds {_SHAPES.get(type(value), type(value).__name__)} where its writer writes {_SHAPES[expected]}"
+        )
+    return value
+
+
+def read_json(path: str | Path, expected: type = dict) -> Any:
+    """A JSON run file (metrics.json, failure.json), refused with a RunFileError when it is damaged."""
+    path = Path(path)
+    try:
+        value = json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
+        raise RunFileError(
+            path, f"is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}): it was cut short or altered"
+        ) from err
+    return _shape(path, value, expected)
+
+
+def read_yaml(path: str | Path, expected: type = dict, omegaconf: bool = False) -> Any:
+    """A YAML run file (.hydra/*.yaml, multirun.yaml), refused with a RunFileError when it is damaged.
+
+    Plain YAML by default, so interpolations stay text; `omegaconf=True` reads it as OmegaConf.load does
+    (a DictConfig or ListConfig, numbers as OmegaConf reads them), for comparing with a composed config.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    if not text.endswith("\n"):  # YAML cut at a line break may still parse: only the missing end says so
+        raise RunFileError(
+            path, "is cut short: it ends inside a line (every YAML file a run writes ends in a line break)"
+        )
+    try:
+        value = OmegaConf.create(text) if omegaconf else yaml.safe_load(text)
+    except (yaml.YAMLError, OmegaConfBaseException) as err:
+        reason = " ".join(str(err).split())
+        raise RunFileError(path, f"is not valid YAML ({reason}): it was cut short or altered") from err
+    if omegaconf:
+        expected = DictConfig if expected is dict else ListConfig
+    return _shape(path, value, expected)
+
+
+def read_csv(path: str | Path, numbers: Sequence[str] = (), required: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The rows of a CSV run file (Lightning's metrics.csv, error_per_pass.csv), refused with a RunFileError
+    when it is damaged: a row cut short or with other fields than the header, a value of `numbers` that is
+    not a number (those become floats; empty cells, which Lightning leaves for metrics not logged at that
+    step, become None), a column of `required` missing or empty."""
+    path = Path(path)
+    text = _read_text(path)
+    if not text.endswith("\n"):
+        raise RunFileError(path, "is cut short: its last line has no line break (the file ends inside a row)")
+    reader = csv.DictReader(text.splitlines())
+    header = reader.fieldnames or []
+    if missing := [c for c in required if c not in header]:
+        raise RunFileError(path, f"has no {', '.join(missing)} column (its header: {','.join(header)})")
+    rows = []
+    for row in reader:
+        if None in row or None in row.values():
+            raise RunFileError(path, f"has a row with other fields than its header in line {reader.line_num}")
+        for column in numbers:
+            value = row.get(column)
+            if value in (None, ""):
+                if column in required:
+                    raise RunFileError(path, f"has no {column} in line {reader.line_num}")
+                row[column] = None
+                continue
+            try:
+                row[column] = float(value)
+            except ValueError:
+                raise RunFileError(
+                    path, f"holds {value!r} in column {column} of line {reader.line_num}, not a number"
+                ) from None
+        rows.append(row)
+    return rows
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
+    """A finished run's metrics.json as lenet_pl.train writes it ({"hparams": ..., "metrics": ...}); None when
+    there is none (the run has not finished); a RunFileError when it is damaged."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    for key in ("hparams", "metrics"):
+        if not isinstance(record.get(key), dict):
+            raise RunFileError(path, f"has no {key!r} mapping, which lenet_pl.train writes")
+    return record

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lenet_pl import report_plots, stats
-from lenet_pl.error_per_pass import plot_error_per_pass, read_error_per_pass
+from lenet_pl.error_per_pass import plot_error_per_pass
 from lenet_pl.errors import UserError
 from lenet_pl.sweeps import SEED, Job, Sweep, path_data, read_sweep
 
@@ -187,11 +187,13 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 def _status(sweep: Sweep) -> str:
     jobs, expected = sweep.jobs, sweep.plan.total
     unfinished = [j for j in jobs if not j.finished]
-    failed = [j for j in unfinished if j.failure]
+    damaged = [j for j in unfinished if j.damaged]
+    failed = [j for j in unfinished if j.failure and not j.damaged]
     status = f"{len(jobs)} job dirs" + (f" of {expected} jobs in the sweep" if expected is not None else "")
     status += (
         f"; {len(jobs) - len(unfinished)} finished, {len(failed)} failed, "
-        f"{len(unfinished) - len(failed)} running or stopped without a record."
+        + (f"{len(damaged)} with a damaged file (listed below), " if damaged else "")
+        + f"{len(unfinished) - len(failed) - len(damaged)} running or stopped without a record."
     )
     if expected is not None and len(jobs) < expected:
         status += f" {expected - len(jobs)} jobs have not started."
@@ -429,7 +431,7 @@ def path_section(
 
 def unfinished_section(jobs: list[Job]) -> list[str]:
     unfinished = [j for j in jobs if j.test_error is None]
-    parts = ["## Runs without results (no metrics.json, or no finite test accuracy in it)"]
+    parts = ["## Runs without results (no metrics.json, no finite test accuracy in it, or a damaged file)"]
     if not unfinished:
         return [*parts, "None."]
     later = {}  # a stopped job that a resumed sweep ran again (from its checkpoint, or afresh) in a later dir
@@ -438,13 +440,15 @@ def unfinished_section(jobs: list[Job]) -> list[str]:
             later[job.identity] = job
     rows = []
     for j in unfinished:
-        if j.finished:
+        if j.damaged:
+            status = f"damaged, left out: {j.damaged}"
+        elif j.finished:
             status = "finished without a finite test accuracy"
         else:
             status = f"failed: {j.failure}" if j.failure else "running, or stopped without a record"
-        again = later.get(j.identity)
+        again = later.get(j.identity) if j.overrides_known else None
         if not (j.finished or (j.failure and j.failure_is_result)) and again is not None and again.num > j.num:
-            status = f"{'stopped' if not j.failure else status}; run again in {again.path.name}"
+            status = f"{'stopped' if not (j.failure or j.damaged) else status}; run again in {again.path.name}"
         rows.append(
             {
                 "job": j.path.name,
@@ -477,8 +481,7 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
         series.append((" / ".join(map(_short, config)) or "(one configuration)", sweep.groups.get(config, [])))
     report_plots.plot_val_acc(series, " / ".join(sweep.config_axes), out_dir / "val_acc.png")
     plots = ["![validation accuracy per epoch](val_acc.png)"]
-    per_pass = {j.path.name: read_error_per_pass(j.path / "error_per_pass.csv") for j in sweep.jobs}
-    per_pass = {name: rows_ for name, rows_ in per_pass.items() if rows_}
+    per_pass = {j.path.name: j.per_pass for j in sweep.jobs if j.per_pass and not j.damaged}
     if per_pass:  # runs with the ErrorPerPass callback (experiment=lenet1998)
         plot_error_per_pass(per_pass, out_dir / "error_per_pass.png")
 

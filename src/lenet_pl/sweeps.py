@@ -7,21 +7,25 @@ which jobs a sweep will launch, and which learning rate each configuration train
 A job is known by its own files, never by its folder's name: `.hydra/overrides.yaml` (what it
 swapped), `.hydra/hydra.yaml` (its number), `.hydra/config.yaml` (a `path_step` marker, for
 path sweeps), `metrics.json` (final metrics, written only once it finished), `failure.json`
-(written by a run that failed) and `csv/metrics.csv` (validation accuracy per epoch).
+(written by a run that failed), `csv/metrics.csv` (validation accuracy per epoch) and
+`error_per_pass.csv` (runs with the ErrorPerPass callback), each read
+through `lenet_pl.outputs`' readers. A job with a damaged file (empty, cut short, altered) is kept
+as a fact about that job: `Job.damaged` says which file and what is wrong, and the job counts as
+unfinished, like one that failed, so the report lists it and a resumed sweep runs it again.
 """
 
-import csv
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from hydra.errors import HydraException
 
 from lenet_pl import stats
-from lenet_pl.errors import UserError
+from lenet_pl.error_per_pass import read_error_per_pass
+from lenet_pl.errors import RunFileError, UserError
+from lenet_pl.outputs import read_csv, read_json, read_metrics, read_yaml
 
 SEED = "seed"
 DEFAULT = "(default)"  # the value of an axis in a job that does not override it
@@ -53,6 +57,9 @@ class Job:
     val_by_epoch: dict[int, float] = field(default_factory=dict)  # epoch (0-based) -> validation accuracy
     path_step: dict[str, Any] | None = None  # the `path_step` of its config, in a path sweep
     hparams: dict[str, Any] = field(default_factory=dict)  # metrics.json's hparams, once finished
+    per_pass: list[dict[str, float]] = field(default_factory=list)  # error_per_pass.csv (experiment=lenet1998)
+    damaged: str | None = None  # a file of the job that is damaged, and how: the job has no result
+    overrides_known: bool = True  # False when .hydra/overrides.yaml is damaged: no configuration to place it in
 
     @property
     def finished(self) -> bool:
@@ -119,33 +126,46 @@ def identity(overrides: Mapping[str, str]) -> Identity:
     return frozenset((k, _normal(v)) for k, v in overrides.items() if k not in NOT_PART_OF_THE_RUN)
 
 
-def _read_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text()) if path.is_file() else None  # plain YAML: values may hold ${...}
+def _read_optional(path: Path, expected: type = dict) -> Any:
+    """A job's YAML file, None where the job has none (job dirs written by hand may lack hydra.yaml)."""
+    return read_yaml(path, expected) if path.is_file() else None  # plain YAML: values may hold ${...}
 
 
 def read_val_acc(path: Path) -> dict[int, float]:
-    """Validation accuracy per epoch from Lightning's CSVLogger file (missing or partial: what is there)."""
+    """Validation accuracy per epoch from Lightning's CSVLogger file ({} without one; a RunFileError if damaged)."""
     if not path.is_file():
         return {}
-    by_epoch: dict[int, float] = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get("val/acc") and row.get("epoch"):
-                by_epoch[int(float(row["epoch"]))] = float(row["val/acc"])
-    return by_epoch
+    rows = read_csv(path, numbers=("epoch", "val/acc"))
+    return {
+        int(row["epoch"]): row["val/acc"] for row in rows if row["val/acc"] is not None and row["epoch"] is not None
+    }
 
 
 def _read_failure(path: Path) -> tuple[str | None, bool]:
     """failure.json's error and whether it is the run's result (files written before that flag: yes)."""
     if not path.is_file():
         return None, True
-    failure = json.loads(path.read_text())
+    failure = read_json(path)
     return f"{failure.get('error', 'Error')}: {failure.get('message', '')}", bool(failure.get("is_result", True))
 
 
-def _job_num(job_dir: Path, fallback: int) -> int:
-    hydra_cfg = _read_yaml(job_dir / ".hydra" / "hydra.yaml") or {}
-    num = (hydra_cfg.get("hydra") or {}).get("job", {}).get("num")
+def _read_overrides(job_dir: Path, hydra_cfg: dict[str, Any] | None) -> dict[str, str]:
+    """.hydra/overrides.yaml, checked against the same list in hydra.yaml when that has one: a list cut at
+    a line break still parses, and would put the job in the wrong configuration."""
+    path = job_dir / ".hydra" / "overrides.yaml"
+    overrides = read_yaml(path, list)
+    task = ((hydra_cfg or {}).get("hydra") or {}).get("overrides", {}).get("task")
+    if isinstance(task, list) and [str(o) for o in task] != [str(o) for o in overrides]:
+        raise RunFileError(
+            path,
+            f"lists {len(overrides)} overrides where hydra.yaml beside it lists {len(task)} "
+            f"({' '.join(map(str, task))}): one of the two was cut short or altered",
+        )
+    return overrides_dict(overrides)
+
+
+def _job_num(hydra_cfg: dict[str, Any] | None, job_dir: Path, fallback: int) -> int:
+    num = ((hydra_cfg or {}).get("hydra") or {}).get("job", {}).get("num")
     if isinstance(num, int):
         return num
     prefix = job_dir.name.split("_", 1)[0]
@@ -153,20 +173,36 @@ def _job_num(job_dir: Path, fallback: int) -> int:
 
 
 def read_job(job_dir: Path, fallback_num: int = 0) -> Job:
-    metrics_file = job_dir / "metrics.json"
-    record = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    config = _read_yaml(job_dir / ".hydra" / "config.yaml") or {}
-    failure, failure_is_result = _read_failure(job_dir / "failure.json")
+    """The job in `job_dir` as its files describe it; a damaged file makes it a job without a result (`damaged`)."""
+    problems: list[str] = []
+
+    def attempt(read: Callable[[], Any], default: Any) -> Any:
+        try:
+            return read()
+        except RunFileError as err:
+            problems.append(str(err))
+            return default
+
+    hydra_cfg = attempt(lambda: _read_optional(job_dir / ".hydra" / "hydra.yaml"), None)
+    overrides = attempt(lambda: _read_overrides(job_dir, hydra_cfg), None)
+    record = attempt(lambda: read_metrics(job_dir), None)
+    config = attempt(lambda: _read_optional(job_dir / ".hydra" / "config.yaml"), None) or {}
+    failure, failure_is_result = attempt(lambda: _read_failure(job_dir / "failure.json"), (None, True))
+    val_by_epoch = attempt(lambda: read_val_acc(job_dir / "csv" / "metrics.csv"), {})
+    per_pass = attempt(lambda: read_error_per_pass(job_dir / "error_per_pass.csv"), [])
     return Job(
         path=job_dir,
-        num=_job_num(job_dir, fallback_num),
-        overrides=overrides_dict(_read_yaml(job_dir / ".hydra" / "overrides.yaml") or []),
-        metrics=record.get("metrics"),
-        hparams=record.get("hparams") or {},
+        num=_job_num(hydra_cfg, job_dir, fallback_num),
+        overrides=overrides or {},
+        metrics=None if problems or record is None else record["metrics"],
+        hparams=record["hparams"] if record else {},
         failure=failure,
-        failure_is_result=failure_is_result,
-        val_by_epoch=read_val_acc(job_dir / "csv" / "metrics.csv"),
-        path_step=config.get("path_step") if isinstance(config, dict) else None,
+        failure_is_result=failure_is_result and not problems,
+        val_by_epoch=val_by_epoch,
+        per_pass=per_pass,
+        path_step=config.get("path_step"),
+        damaged=" ".join(problems) or None,
+        overrides_known=overrides is not None,
     )
 
 
@@ -208,10 +244,11 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
 
 def _hydra_mode(job_dir: Path) -> str | None:
     """RUN or MULTIRUN, as the job's .hydra/hydra.yaml records how it was started (None without the file)."""
-    path = job_dir / ".hydra" / "hydra.yaml"
-    if not path.is_file():
-        return None
-    return str((yaml.safe_load(path.read_text()) or {}).get("hydra", {}).get("mode") or "") or None
+    try:
+        hydra_cfg = _read_optional(job_dir / ".hydra" / "hydra.yaml")
+    except RunFileError:
+        return None  # the job is marked damaged; its mode is not known
+    return str(((hydra_cfg or {}).get("hydra") or {}).get("mode") or "") or None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,11 +361,17 @@ def sweep_plan(sweep_dir: Path) -> Plan:
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         return Plan(None, [])
-    hydra = yaml.safe_load(path.read_text())["hydra"]
-    sweeper = hydra["sweeper"]
+    hydra = read_yaml(path).get("hydra")
+    sweeper = hydra.get("sweeper") if isinstance(hydra, dict) else None
+    task = (hydra.get("overrides") or {}).get("task") if isinstance(hydra, dict) else None
+    if not isinstance(sweeper, dict) or not isinstance(task, list):
+        raise RunFileError(path, "has no hydra.sweeper or hydra.overrides.task, which Hydra writes when a sweep starts")
     if "n_trials" in sweeper:  # Optuna draws its trials as it goes
         return Plan(int(sweeper["n_trials"]), [])
-    grid = [overrides_dict(job) for job in grid_jobs(sweeper.get("params"), hydra["overrides"]["task"])]
+    try:
+        grid = [overrides_dict(job) for job in grid_jobs(sweeper.get("params"), task)]
+    except HydraException as err:
+        raise RunFileError(path, f"holds overrides Hydra cannot read ({' '.join(str(err).split())})") from err
     if sweeper.get("tune"):
         tune = Tune.from_config(sweeper["tune"])
         return Plan(tuned_total(grid, tune), grid, tune)
@@ -390,7 +433,7 @@ def tuned_configurations(jobs: Sequence[Job], plan: Plan, complete: bool = False
                     float(job.overrides[tune.key]),
                     int(job.overrides[SEED]),
                     job.metric(tune.metric),
-                    job.failure or _no_score(job, tune.metric),
+                    job.failure or job.damaged or _no_score(job, tune.metric),
                 )
                 for job in trials
             ],
@@ -462,7 +505,8 @@ def read_sweep(sweep_dir: Path) -> Sweep:
     """The job dirs and plan of `sweep_dir`, grouped by configuration (tuned sweeps: the runs at the chosen value)."""
     jobs = load_jobs(sweep_dir)
     plan = sweep_plan(sweep_dir)
-    axes = sweep_axes(plan.grid + [job.overrides for job in jobs])  # the plan names axes no job has reached yet
+    placed = [job for job in jobs if job.overrides_known]  # a job whose overrides.yaml is damaged: no configuration
+    axes = sweep_axes(plan.grid + [job.overrides for job in placed])  # the plan names axes no job has reached yet
     tune_key = plan.tune.key if plan.tune else None
     config_axes = [a for a in axes if a not in (SEED, tune_key)]
     sweep = Sweep(jobs, plan, axes, config_axes, {}, [])
@@ -471,7 +515,7 @@ def read_sweep(sweep_dir: Path) -> Sweep:
         for t in sweep.tuned:
             sweep.groups.setdefault(sweep.key(t.config), []).extend(t.final)
     else:
-        for job in jobs:
+        for job in placed:
             sweep.groups.setdefault(sweep.key(job.overrides), []).append(job)
     return sweep
 

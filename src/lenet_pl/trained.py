@@ -8,7 +8,6 @@ downloaded checkpoint cannot run anything on load; `lenet_pl.checkpoints.load_ch
 it first, to refuse a file that is not a checkpoint of this project in one paragraph.
 """
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +22,9 @@ from torch import nn
 from lenet_pl.checkpoints import load_checkpoint
 from lenet_pl.config import compose_config
 from lenet_pl.data import MNISTDataModule
-from lenet_pl.errors import UserError, user_message
+from lenet_pl.errors import RunFileError, UserError, user_message
 from lenet_pl.module import LeNetModule
-from lenet_pl.outputs import disk_error, what_failed
+from lenet_pl.outputs import disk_error, read_metrics, what_failed
 
 
 @dataclass
@@ -62,11 +61,16 @@ def find_checkpoint(path: str | Path) -> Path:
             "checkpoints/ and metrics.json, e.g. outputs/2026-01-31/12-00-00) or a .ckpt file."
         )
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    metrics = path / "metrics.json"
-    if metrics.is_file():
-        best = json.loads(metrics.read_text()).get("metrics", {}).get("best_checkpoint")
-        if best and (folder / Path(best).name).is_file():  # by name: the run dir may have moved
-            return folder / Path(best).name
+    try:
+        record = read_metrics(path)
+    except RunFileError as err:
+        raise UserError(
+            f"{err} It names the run's best checkpoint, so ckpt_path={str(path)!r} does not say which checkpoint "
+            f"to use: give the .ckpt file itself, e.g. ckpt_path={folder / 'last.ckpt'}."
+        ) from err
+    best = (record or {}).get("metrics", {}).get("best_checkpoint")
+    if best and (folder / Path(best).name).is_file():  # by name: the run dir may have moved
+        return folder / Path(best).name
     ckpts = sorted(folder.glob("*.ckpt"))
     best = [p for p in ckpts if not p.name.startswith("last")]
     if len(best) == 1:
