@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -273,3 +274,234 @@ def test_the_last_good_checkpoint_skips_a_damaged_one(tmp_path):
     error = output_error(OSError(errno.ENOSPC, "No space left on device", "x.ckpt"), tmp_path, ["seed=1"], [tmp_path])
     assert isinstance(error, OutputError)
     assert f"resume with: python -m lenet_pl.train seed=1 ckpt_path={good}" in str(error)
+
+
+# ---------------------------------------------------------------------------------------------
+# A damaged run file: the report marks its job, a command about one run refuses in one paragraph
+
+DAMAGES = ["empty", "truncated", "invalid", "binary"]
+
+
+def damage(path: Path, how: str) -> None:
+    """`path` as a crash, a copy cut short, or a wrong file written in its place leaves it. Cut short inside
+    a line: a CSV log cut exactly at a line break is whole rows, fewer of them, which nothing can tell."""
+    content = path.read_bytes()
+    cut = len(content) // 2
+    while cut > 1 and content[cut - 1 : cut] in (b"\n", b"\r"):
+        cut -= 1
+    path.write_bytes(
+        {
+            "empty": b"",
+            "truncated": content[:cut],
+            "invalid": b"<html>\n<body>502 Bad Gateway</body>\n</html>\n",  # an error page saved in its place
+            "binary": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe",
+        }[how]
+    )
+
+
+def one_paragraph(code: int, stderr: str, expected_code: int = 2) -> str:
+    assert code == expected_code, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def complete_jobs(sweep: Path) -> None:
+    """What the fabricated jobs of test_report lack and real ones have: hydra.yaml (with the overrides again),
+    config.yaml, and the per-pass CSV of experiment=lenet1998."""
+    import yaml
+
+    for job in sorted(sweep.glob("*/.hydra/overrides.yaml")):
+        num = int(job.parent.parent.name.split("_")[0])
+        overrides = yaml.safe_load(job.read_text())
+        hydra = {"hydra": {"mode": "MULTIRUN", "job": {"num": num}, "overrides": {"task": overrides}}}
+        (job.parent / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+        (job.parent / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "trainer": {"max_epochs": 4}}))
+        rows = "".join(f"{p},{0.05 / p:.4f},{0.06 / p:.4f}\r\n" for p in range(1, 5))
+        if (job.parent.parent / "metrics.json").is_file():
+            (job.parent.parent / "error_per_pass.csv").write_text("pass,train_error,test_error\r\n" + rows)
+
+
+JOB_FILES = [
+    "metrics.json",
+    ".hydra/overrides.yaml",
+    ".hydra/hydra.yaml",
+    ".hydra/config.yaml",
+    "csv/metrics.csv",
+    "error_per_pass.csv",
+    "failure.json",
+]
+
+
+@pytest.mark.parametrize("name", JOB_FILES)
+def test_the_report_marks_each_job_with_a_damaged_file_and_reports_the_rest(tmp_path, name, capsys):
+    """Four jobs get `name` damaged, each another way (empty, cut short, an error page, binary); the other
+    four are reported as before. failure.json is damaged in four failed jobs."""
+    from lenet_pl.report import main
+    from test_report import read_csv, write_sweep
+
+    failed = (0, 2, 5, 7)
+    sweep = write_sweep(tmp_path / "sweep", unfinished=failed if name == "failure.json" else ())
+    complete_jobs(sweep)
+    jobs = {int(p.name.split("_")[0]): p for p in sweep.iterdir() if p.is_dir()}
+    for num, how in zip(failed, DAMAGES, strict=True):
+        if name == "failure.json":
+            (jobs[num] / name).write_text(json.dumps({"error": "TrainingDiverged", "message": "loss is nan"}))
+        damage(jobs[num] / name, how)
+    assert main([str(sweep), "--out", str(tmp_path / "out")]) == 0
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "4 finished, 0 failed, 4 with a damaged file (listed below), 0 running" in markdown
+    for num in failed:
+        assert f"| {jobs[num].name} | damaged, left out: {jobs[num] / name} " in markdown
+    rows = {(r["activation"], r["optimizer"]): r for r in read_csv(tmp_path / "out" / "configurations.csv")}
+    assert all(r["activation"] != "(default)" and r["optimizer"] != "(default)" for r in rows.values())
+    # jobs 0, 2, 5, 7: tanh/sgd seed 0, tanh/adam seed 0, relu/sgd seed 1, relu/adam seed 1
+    placed = "1/1" if name == ".hydra/overrides.yaml" else "1/2"  # without its overrides a job has no configuration
+    assert [rows[c]["runs"] for c in sorted(rows)] == [placed] * 4
+    assert float(rows["relu", "adam"]["test_error_mean"]) == pytest.approx(4.0)  # seed 0 alone
+    assert (tmp_path / "out" / "effects.csv").is_file() and (tmp_path / "out" / "val_acc.png").is_file()
+    if name == "error_per_pass.csv" or name == "failure.json":
+        assert "After the last pass, mean over 4 runs" in markdown  # only the jobs whose files are whole
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_overrides_cut_at_a_line_break_are_caught_by_hydra_yaml(tmp_path):
+    """A YAML list cut after a whole line still parses: hydra.yaml, which holds the same list, says so."""
+    from lenet_pl.sweeps import load_jobs
+    from test_report import write_sweep
+
+    sweep = write_sweep(tmp_path / "sweep")
+    complete_jobs(sweep)
+    overrides = next(sweep.glob("3_*")) / ".hydra" / "overrides.yaml"
+    overrides.write_text("".join(overrides.read_text().splitlines(keepends=True)[:-1]))  # sweep=ablation is gone
+    job = {job.num: job for job in load_jobs(sweep)}[3]
+    assert not job.finished and not job.overrides_known
+    assert job.damaged == (
+        f"{overrides} lists 3 overrides where hydra.yaml beside it lists 4 (activation=tanh optimizer=adam "
+        "seed=1 sweep=ablation): one of the two was cut short or altered."
+    )
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_report_on_a_sweep_whose_plan_is_damaged_refuses_in_one_paragraph(tmp_path, how):
+    from test_report import write_sweep
+
+    sweep = write_sweep(tmp_path / "sweep")
+    damage(sweep / "multirun.yaml", how)
+    from lenet_pl.report import main
+
+    with _captured() as err:
+        code = main([str(sweep)])
+    message = one_paragraph(code, err.getvalue())
+    assert message.startswith(f"error: {sweep / 'multirun.yaml'} ")
+    assert not (sweep / "report").exists()
+
+
+@contextmanager
+def _captured() -> Iterator[Any]:
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        yield err
+
+
+COMMANDS = ["evaluate", "predict", "export", "inside"]
+
+
+@pytest.fixture
+def run_copy(rbf_run: Path, tmp_path: Path) -> Path:
+    """A copy of the shared trained run that a test may damage."""
+    return Path(shutil.copytree(rbf_run, tmp_path / "run"))
+
+
+def command_main(command: str, run_dir: Path, tmp_path: Path) -> tuple[int, str]:
+    import importlib
+
+    from PIL import Image
+
+    from conftest import synthetic_digits
+
+    digit = tmp_path / "digit.png"
+    Image.fromarray(synthetic_digits(1, seed=3)[0][0].numpy()).save(digit)
+    extra = {
+        "evaluate": [f"output_dir={tmp_path / 'eval'}"],
+        "predict": [f"inputs={digit}"],
+        "export": [f"output={tmp_path / 'model.onnx'}"],
+        "inside": [f"output={tmp_path / 'inside.png'}"],
+    }[command]
+    with _captured() as err:
+        code = importlib.import_module(f"lenet_pl.{command}").main([f"ckpt_path={run_dir}", *extra])
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("name", ["metrics.json", "best checkpoint"])
+def test_a_command_about_one_run_refuses_a_damaged_run_file_in_one_paragraph(run_copy, tmp_path, command, name, how):
+    metrics = json.loads((run_copy / "metrics.json").read_text())["metrics"]
+    path = (
+        run_copy / "metrics.json"
+        if name == "metrics.json"
+        else run_copy / "checkpoints" / Path(metrics["best_checkpoint"]).name
+    )
+    damage(path, how)
+    before = path.read_bytes()
+    message = one_paragraph(*command_main(command, run_copy, tmp_path))
+    assert str(path) in message
+    if name == "metrics.json":
+        assert "give the .ckpt file itself, e.g. ckpt_path=" in message
+    assert path.read_bytes() == before
+    assert not any((tmp_path / out).exists() for out in ("eval", "model.onnx", "inside.png"))
+
+
+def test_files_no_command_reads_may_be_damaged(run_copy, tmp_path):
+    """TensorBoard's and the CSV logger's hparams.yaml and the log are written for people and tools, and
+    read by no command here: evaluate works with all of them damaged."""
+    for name in ("hparams.yaml", "csv/hparams.yaml", "train.log"):
+        if (run_copy / name).is_file():
+            damage(run_copy / name, "truncated")
+    code, err = command_main("evaluate", run_copy, tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "eval" / "evaluation.json").is_file()
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_error_per_pass_refuses_a_damaged_csv_in_one_paragraph(tmp_path, how):
+    from lenet_pl.error_per_pass import main
+
+    runs = []
+    for name in ("good", "bad"):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "error_per_pass.csv").write_text("pass,train_error,test_error\r\n1,0.05,0.06\r\n2,0.03,0.04\r\n")
+        runs.append(str(run))
+    damage(tmp_path / "bad" / "error_per_pass.csv", how)
+    with _captured() as err:
+        code = main([*runs, "--out", str(tmp_path / "fig.png")])
+    message = one_paragraph(code, err.getvalue())
+    assert message.startswith(f"error: {tmp_path / 'bad' / 'error_per_pass.csv'} ")
+    assert not (tmp_path / "fig.png").exists()
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_resuming_with_ckpt_path_last_refuses_an_earlier_runs_damaged_config(
+    tmp_path, rbf_run, train_in_process, capfd, how
+):
+    """ckpt_path=last compares configs; one it cannot read might be the run to resume, so it says so."""
+    outputs = tmp_path / "outputs"
+    earlier = Path(shutil.copytree(rbf_run, outputs / "2026-01-31" / "12-00-00"))
+    damage(earlier / ".hydra" / "config.yaml", how)
+    run = outputs / "resumed"
+    args = tiny_args(write_dataset(tmp_path / "data"), run, f"paths.output_root={outputs}", "ckpt_path=last")
+    code = train_in_process(*args)
+    output = "".join(capfd.readouterr())
+    assert code == 1 and "Traceback" not in output
+    failure = json.loads((run / "failure.json").read_text())
+    assert failure["error"] == "RunFileError" and not failure["is_result"]
+    assert failure["message"].startswith(f"{earlier / '.hydra' / 'config.yaml'} ")
+    assert "ckpt_path=last compares this run's config with that of every earlier run" in failure["message"]
+    assert f"ckpt_path={earlier / 'checkpoints' / 'last.ckpt'}" in failure["message"]
+    assert not (run / "checkpoints").exists()

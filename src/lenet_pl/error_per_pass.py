@@ -83,9 +83,11 @@ def read_error_per_pass(path: Path) -> list[dict[str, float]]:
     """The rows of an `error_per_pass.csv`; none where there is no such file; a RunFileError where it is damaged."""
     if not path.is_file():
         return []
-    rows = read_csv(path, numbers=COLUMNS, required=COLUMNS)
+    rows = read_csv(path, columns=COLUMNS, numbers=COLUMNS)
     if not rows:
         raise RunFileError(path, "has a header but no rows (the callback writes one row per pass)")
+    if gaps := [str(i + 2) for i, row in enumerate(rows) if None in row.values()]:
+        raise RunFileError(path, f"has empty values in line {', '.join(gaps)}")
     return [{"pass": int(r["pass"]), **{k: r[k] for k in COLUMNS[1:]}} for r in rows]
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lenet_pl.errors import OutputError, RunFileError
@@ -213,7 +213,7 @@ def remove_unstarted_dirs() -> list[Path]:
 # ---------------------------------------------------------------------------------------------
 # Reading a run's files
 
-_SHAPES = {dict: "a mapping", list: "a list", DictConfig: "a mapping", ListConfig: "a list"}
+_SHAPES = {dict: "a mapping", list: "a list"}
 
 
 def _read_text(path: Path) -> str:
@@ -247,9 +247,7 @@ def read_json(path: str | Path, expected: type = dict) -> Any:
     try:
         value = json.loads(_read_text(path))
     except json.JSONDecodeError as err:
-        raise RunFileError(
-            path, f"is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}): it was cut short or altered"
-        ) from err
+        raise RunFileError(path, f"is not valid JSON ({err}): it was cut short or altered") from err
     return _shape(path, value, expected)
 
 
@@ -266,27 +264,25 @@ def read_yaml(path: str | Path, expected: type = dict, omegaconf: bool = False) 
             path, "is cut short: it ends inside a line (every YAML file a run writes ends in a line break)"
         )
     try:
-        value = OmegaConf.create(text) if omegaconf else yaml.safe_load(text)
+        value = _shape(path, yaml.safe_load(text), expected)  # OmegaConf would make a stray scalar a key
+        return OmegaConf.create(text) if omegaconf else value
     except (yaml.YAMLError, OmegaConfBaseException) as err:
         reason = " ".join(str(err).split())
         raise RunFileError(path, f"is not valid YAML ({reason}): it was cut short or altered") from err
-    if omegaconf:
-        expected = DictConfig if expected is dict else ListConfig
-    return _shape(path, value, expected)
 
 
-def read_csv(path: str | Path, numbers: Sequence[str] = (), required: Sequence[str] = ()) -> list[dict[str, Any]]:
+def read_csv(path: str | Path, columns: Sequence[str] = (), numbers: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The rows of a CSV run file (Lightning's metrics.csv, error_per_pass.csv), refused with a RunFileError
-    when it is damaged: a row cut short or with other fields than the header, a value of `numbers` that is
-    not a number (those become floats; empty cells, which Lightning leaves for metrics not logged at that
-    step, become None), a column of `required` missing or empty."""
+    when it is damaged: a header without one of `columns`, a row cut short or with other fields than the
+    header, a value in one of `numbers` that is not a number. Those become floats; empty cells, which
+    Lightning leaves for metrics not logged at that step, become None."""
     path = Path(path)
     text = _read_text(path)
     if not text.endswith("\n"):
         raise RunFileError(path, "is cut short: its last line has no line break (the file ends inside a row)")
     reader = csv.DictReader(text.splitlines())
     header = reader.fieldnames or []
-    if missing := [c for c in required if c not in header]:
+    if missing := [c for c in columns if c not in header]:
         raise RunFileError(path, f"has no {', '.join(missing)} column (its header: {','.join(header)})")
     rows = []
     for row in reader:
@@ -295,8 +291,6 @@ def read_csv(path: str | Path, numbers: Sequence[str] = (), required: Sequence[s
         for column in numbers:
             value = row.get(column)
             if value in (None, ""):
-                if column in required:
-                    raise RunFileError(path, f"has no {column} in line {reader.line_num}")
                 row[column] = None
                 continue
             try:

@@ -135,7 +135,7 @@ def read_val_acc(path: Path) -> dict[int, float]:
     """Validation accuracy per epoch from Lightning's CSVLogger file ({} without one; a RunFileError if damaged)."""
     if not path.is_file():
         return {}
-    rows = read_csv(path, numbers=("epoch", "val/acc"))
+    rows = read_csv(path, columns=("epoch", "step"), numbers=("epoch", "step", "val/acc"))
     return {
         int(row["epoch"]): row["val/acc"] for row in rows if row["val/acc"] is not None and row["epoch"] is not None
     }
