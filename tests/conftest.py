@@ -6,7 +6,7 @@ import shutil
 import struct
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -174,14 +174,17 @@ def rbf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def train_in_process(monkeypatch: pytest.MonkeyPatch) -> Callable[..., int]:
+def train_in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., int]]:
     """`python -m lenet_pl.train <args>` run in this process (no interpreter start-up, ~1 s a run): returns
-    its exit status. What `cli` sets for the process (Hydra's error mode, thread and logging hooks) is undone."""
+    its exit status. What `cli` and Hydra set for the process (Hydra's error mode, thread and logging
+    hooks, the root logger's handlers: the console and the run's train.log) is undone afterwards."""
     import logging
     import threading
 
     from lenet_pl import train
 
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     monkeypatch.setenv("LENET_PL_SET_HYDRA_FULL_ERROR", "1")
     monkeypatch.delenv("LENET_DATA_ROOT", raising=False)
@@ -196,4 +199,9 @@ def train_in_process(monkeypatch: pytest.MonkeyPatch) -> Callable[..., int]:
             return int(exit.code or 0)
         return 0
 
-    return run
+    yield run
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
