@@ -366,6 +366,22 @@ def test_the_report_marks_each_job_with_a_damaged_file_and_reports_the_rest(tmp_
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_a_log_of_a_run_that_diverged_before_its_first_metric_is_whole(tmp_path):
+    """Lightning writes the epoch column only with the first metric the module logs: a run that diverged
+    before it has logged its learning rate alone, and that log is whole, not damaged."""
+    from lenet_pl.errors import RunFileError
+    from lenet_pl.sweeps import read_val_acc
+
+    log = tmp_path / "metrics.csv"
+    log.write_text("lr-SGD,step\n10000.0,0\n")
+    assert read_val_acc(log) == {}
+    log.write_text("epoch,lr-SGD,step,val/acc\n,0.1,0,\n0,,9,0.91\n1,,19,0.95\n")
+    assert read_val_acc(log) == {0: 0.91, 1: 0.95}
+    log.write_text("epoch,step,val/acc\n,9,0.91\n")
+    with pytest.raises(RunFileError, match="val/acc value without its epoch"):
+        read_val_acc(log)
+
+
 def test_overrides_cut_at_a_line_break_are_caught_by_hydra_yaml(tmp_path):
     """A YAML list cut after a whole line still parses: hydra.yaml, which holds the same list, says so."""
     from lenet_pl.sweeps import load_jobs

@@ -135,10 +135,12 @@ def read_val_acc(path: Path) -> dict[int, float]:
     """Validation accuracy per epoch from Lightning's CSVLogger file ({} without one; a RunFileError if damaged)."""
     if not path.is_file():
         return {}
-    rows = read_csv(path, columns=("epoch", "step"), numbers=("epoch", "step", "val/acc"))
-    return {
-        int(row["epoch"]): row["val/acc"] for row in rows if row["val/acc"] is not None and row["epoch"] is not None
-    }
+    # Only `step` is always there: a run that diverged before its first validation logged its learning
+    # rate alone, and Lightning adds the epoch column with the first metric the module logs.
+    rows = read_csv(path, columns=("step",), numbers=("epoch", "step", "val/acc"))
+    if any(row["val/acc"] is not None and row["epoch"] is None for row in rows):
+        raise RunFileError(path, "has a val/acc value without its epoch: it was altered")
+    return {int(row["epoch"]): row["val/acc"] for row in rows if row["val/acc"] is not None}
 
 
 def _read_failure(path: Path) -> tuple[str | None, bool]:
