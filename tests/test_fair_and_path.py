@@ -24,9 +24,12 @@ from lenet_pl.report import write_report
 from lenet_pl.sweeps import (
     Plan,
     Tune,
+    configurations,
     grid_jobs,
+    identity,
     load_jobs,
     overrides_dict,
+    selection_jobs,
     sweep_plan,
     tuned_configurations,
     tuned_total,
@@ -214,21 +217,34 @@ def test_a_resumed_job_takes_its_earlier_epochs_from_the_dir_it_resumed(tmp_path
     assert jobs[0].identity == jobs[1].identity  # ckpt_path is not part of what a job runs
 
 
-def test_fair_sweep_config_is_the_issue_s_design():
+def test_fair_sweep_chooses_on_two_selection_seeds_and_reports_five_others():
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["sweep=fair"], return_hydra_config=True)
     assert cfg.trainer.max_epochs == 20 and cfg.threads == 1
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
     tune = Tune.from_config(OmegaConf.to_container(cfg.hydra.sweeper.tune))
-    assert tune.key == "optimizer.lr" and tune.metric.startswith("val/") and tune.seeds == (0,)
+    assert tune.key == "optimizer.lr" and tune.metric.startswith("val/") and tune.seeds == (0, 6) and tune.top == 2
     for optimizer in ("sgd", "adam"):
         rates = tune.grid[optimizer]
-        assert len(rates) >= 3 and max(rates) / min(rates) >= 10 - 1e-9
+        assert len(rates) >= 4 and max(rates) / min(rates) >= 30 - 1e-9
     grid = [overrides_dict(job) for job in grid_jobs(cfg.hydra.sweeper.params, ["sweep=fair"])]
-    assert len(grid) == 16 * 3 and {job["seed"] for job in grid} == {"0", "1", "2"}
+    assert len(grid) == 16 * 5 and {job["seed"] for job in grid} == {"1", "2", "3", "4", "5"}
+    assert not {int(job["seed"]) for job in grid} & set(tune.seeds)  # no selection seed's run enters a result
     n_rates = {optimizer: len(rates) for optimizer, rates in tune.grid.items()}
-    # 8 configurations per optimizer tried at each of its rates on seed 0, then 2 seeds at the chosen one
-    assert tuned_total(grid, tune) == 8 * (n_rates["sgd"] + n_rates["adam"]) + 16 * 2
+    # 8 configurations per optimizer at each of its rates on seed 0, their 2 best on seed 6, then 5 seeds
+    assert tuned_total(grid, tune) == 8 * (n_rates["sgd"] + n_rates["adam"]) + 16 * 2 + 16 * 5 == 176
+    configs = configurations(grid)
+    first = selection_jobs(grid, tune)
+    assert len(first) == 64 and {j["seed"] for j in first} == {"0"}
+    finalists = {identity(c): tune.candidates(c)[:2] for c in configs}
+    later = selection_jobs(grid, tune, finalists)
+    assert len(later) == 32 and {j["seed"] for j in later} == {"6"}
+
+
+@pytest.mark.parametrize("top", [0, -1, 1.5, True, "2"])
+def test_a_tune_top_that_is_not_a_positive_whole_number_is_refused(top):
+    with pytest.raises(UserError, match=rf"tune.top={top!r}: .*whole number of at least 1"):
+        Tune.from_config({"key": "optimizer.lr", "grid": [0.1, 1.0], "seeds": [0, 1], "top": top})
 
 
 @pytest.mark.parametrize("metric", ["test/acc", "val/loss", "val/error", "train/acc", "acc"])
@@ -442,7 +458,8 @@ def test_path_sweep_configs_run_every_step_on_three_seeds():
 
 @pytest.fixture(scope="module")
 def tiny_fair(tmp_path_factory) -> tuple[Path, object, list[str]]:
-    """sweep=fair narrowed to tanh/avg/cross_entropy x sgd/adam, 2 rates each, seeds 0 and 1.
+    """sweep=fair narrowed to tanh/avg/cross_entropy x sgd/adam, 2 rates each on selection seed 0, the
+    best of them on selection seed 6, then seeds 1 and 2 at the chosen rate.
 
     SGD's second rate (1e4) diverges: it loses the selection and the sweep goes on. The jobs run in
     this process (the basic launcher: no worker start-up); test_sweeps.py runs joblib and submitit.
@@ -459,7 +476,8 @@ def tiny_fair(tmp_path_factory) -> tuple[Path, object, list[str]]:
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=6",
         "logger=csv",
-        "seed=0,1",
+        "seed=1,2",
+        "hydra.sweeper.tune.top=1",
         "activation=tanh",
         "pooling=avg",
         "loss=cross_entropy",
@@ -474,18 +492,27 @@ def test_tiny_fair_sweep_runs_both_stages_and_keeps_job_output_out_of_the_consol
     sweep, result, _ = tiny_fair
     assert result.returncode == 0, result.stderr[-3000:]  # the diverged candidate is a result, not a crash
     jobs = load_jobs(sweep)
-    assert len(jobs) == 2 * 2 + 2  # 4 selection runs (seed 0), then seed 1 at each chosen rate
+    # 4 runs on selection seed 0, the best rate of each optimizer on seed 6, then seeds 1 and 2 at it
+    assert len(jobs) == 2 * 2 + 2 + 2 * 2
+    assert [j.overrides["seed"] for j in sorted(jobs, key=lambda j: j.num)] == ["0"] * 4 + ["6"] * 2 + ["1"] * 2 + [
+        "2"
+    ] * 2
     diverged = [j for j in jobs if j.failure]
     assert len(diverged) == 1 and diverged[0].overrides["optimizer.lr"] == "10000.0"
     assert "Training diverged" in diverged[0].failure
-    stage2 = [j for j in jobs if j.overrides["seed"] == "1"]
-    assert {(j.overrides["optimizer"], j.overrides["optimizer.lr"]) for j in stage2} >= {("sgd", "0.05")}
+    second = {j.overrides["optimizer"]: j.overrides["optimizer.lr"] for j in jobs if j.overrides["seed"] == "6"}
     selection = yaml.safe_load((sweep / "selection.yaml").read_text())
-    assert {c["config"]["optimizer"]: c["chosen"] for c in selection["choices"]}["sgd"] == 0.05
+    chosen = {c["config"]["optimizer"]: c["chosen"] for c in selection["choices"]}
+    assert chosen["sgd"] == 0.05 and second["sgd"] == "0.05" and float(second["adam"]) == chosen["adam"]
+    for seed in ("1", "2"):
+        final = {
+            j.overrides["optimizer"]: float(j.overrides["optimizer.lr"]) for j in jobs if j.overrides["seed"] == seed
+        }
+        assert final == chosen
     # one progress line, not the jobs' layer tables and Lightning tables; those are in each job's train.log
     assert "LeNet-5 layers" not in result.stdout + result.stderr
-    assert "sweep: 6/6 jobs returned (1 failed, 0 running;" in result.stderr
-    assert f"Sweep {sweep}: 5 jobs finished, 1 failed" in result.stderr
+    assert "sweep: 10/10 jobs returned (1 failed, 0 running;" in result.stderr
+    assert f"Sweep {sweep}: 9 jobs finished, 1 failed" in result.stderr
     log = (jobs[0].path / "train.log").read_text()
     assert "LeNet-5 layers" in log and "Test accuracy" in log and "test/acc" in log  # Lightning's test table too
     assert "Traceback" in (diverged[0].path / "train.log").read_text()
@@ -495,7 +522,7 @@ def test_tiny_fair_sweep_report(tiny_fair):
     sweep, _, _ = tiny_fair
     result = run_cli("lenet_pl.report", str(sweep), cwd=sweep)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "6 job dirs of 6 jobs in the sweep; 5 finished, 1 failed, 0 running" in result.stdout
+    assert "10 job dirs of 10 jobs in the sweep; 9 finished, 1 failed, 0 running" in result.stdout
     assert "| sgd | 0.05: " in result.stdout and "10000: lost (seed 0: TrainingDiverged: Training diverged" in (
         result.stdout
     )

@@ -103,6 +103,29 @@ def test_runs_of_other_seeds_or_values_do_not_enter_the_selection():
     assert chosen.chosen == 0.3 and chosen.scores == pytest.approx({0.1: 0.95, 0.3: 0.96})
 
 
+def test_a_screened_selection_runs_the_later_seeds_on_the_first_seeds_best_and_chooses_on_their_mean():
+    # seed 0 alone prefers 0.3 (by 0.001), but 0.1 is better on average over seeds 0 and 6
+    first = [Trial(0.03, 0, 0.950), Trial(0.1, 0, 0.980), Trial(0.3, 0, 0.981), Trial(1.0, 0, None, "diverged")]
+    screen = select(first, [0.03, 0.1, 0.3, 1.0], seeds=[0, 6], top=2)
+    assert screen.chosen is None and screen.pending == (0.1, 0.3)  # the finalists wait for seed 6
+    assert screen.first_seed == {0.03: 0.950, 0.1: 0.980, 0.3: 0.981} and screen.first_seed_choice == 0.3
+    assert screen.lost == {0.03: "screened out: not among the 2 best on seed 0", 1.0: "seed 0: diverged"}
+    both = select([*first, Trial(0.1, 6, 0.984), Trial(0.3, 6, 0.977)], [0.03, 0.1, 0.3, 1.0], seeds=[0, 6], top=2)
+    assert both.chosen == 0.1 and both.scores == pytest.approx({0.1: 0.982, 0.3: 0.979})
+    assert both.first_seed_choice == 0.3 and both.changed_by_more_seeds and not both.at_edge
+    # a finalist that fails on the later seed loses; the other finalist wins even if seed 0 ranked it second
+    failed = select([*first, Trial(0.3, 6, None, "diverged"), Trial(0.1, 6, 0.9)], [0.03, 0.1, 0.3, 1.0], [0, 6], top=2)
+    assert failed.chosen == 0.1 and failed.lost[0.3] == "seed 6: diverged"
+    # while seed 0 has not reported every candidate, nothing is screened (the finalists are not known)
+    early = select(first[:2], [0.03, 0.1, 0.3, 1.0], seeds=[0, 6], top=2)
+    assert early.chosen is None and set(early.pending) == {0.3, 1.0} and early.first_seed_choice is None
+
+
+def test_top_larger_than_the_grid_is_the_plain_mean_over_seeds():
+    trials = [Trial(v, s, 0.9 + v / 10 - s * v / 5) for v in (0.1, 0.3) for s in (0, 1)]
+    assert select(trials, [0.1, 0.3], [0, 1], top=5) == select(trials, [0.1, 0.3], [0, 1])
+
+
 # --- effects and interactions -----------------------------------------------------------------
 
 AXES = ["activation", "optimizer"]

@@ -203,6 +203,7 @@ def _status(sweep: Sweep) -> str:
 def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
     tune = sweep.plan.tune
     assert tune is not None
+    first = tune.seeds[0]
     rows = []
     for t in sweep.tuned:
         s = t.selection
@@ -212,17 +213,19 @@ def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
                 candidates.append(
                     f"{value:g}: {100 * s.scores[value]:.2f}" + (" (chosen)" if value == s.chosen else "")
                 )
+            elif tune.screened and value in s.first_seed and value not in t.finalists:  # screened out
+                candidates.append(f"{value:g}: ({100 * s.first_seed[value]:.2f} on seed {first} alone)")
             elif value in s.lost:
                 candidates.append(f"{value:g}: lost ({textwrap.shorten(s.lost[value], 100)})")
             else:
                 candidates.append(f"{value:g}: pending")
-        rows.append(
-            dict(zip(sweep.config_axes, map(_short, sweep.key(t.config)), strict=True))
-            | {
-                "candidates": "; ".join(candidates),
-                "chosen": (f"{s.chosen:g}" + (" (edge)" if s.at_edge else "")) if s.chosen is not None else s.status,
-            }
-        )
+        row = dict(zip(sweep.config_axes, map(_short, sweep.key(t.config)), strict=True)) | {
+            "candidates": "; ".join(candidates),
+            "chosen": (f"{s.chosen:g}" + (" (edge)" if s.at_edge else "")) if s.chosen is not None else s.status,
+        }
+        if len(tune.seeds) > 1:
+            row["first_seed_choice"] = f"{s.first_seed_choice:g}" if s.first_seed_choice is not None else ""
+        rows.append(row)
     seeds = ", ".join(map(str, tune.seeds))
     text = (
         f"Per configuration, the mean `{tune.metric}` (%) of each candidate `{tune.key}` on seed(s) {seeds}; "
@@ -230,7 +233,22 @@ def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
         "The test set chooses nothing. `(edge)`: the choice is the smallest or largest of its grid, so the grid "
         "may not bracket the best value."
     )
+    if tune.screened:
+        text += (
+            f" Every candidate ran on seed {first}; only its {tune.top} best there ran on seed(s) "
+            f"{', '.join(map(str, tune.seeds[1:]))}, and the mean over all selection seeds chose among those "
+            "(the others show their one score in brackets)."
+        )
+    decided = [t.selection for t in sweep.tuned if t.selection.chosen is not None]
+    if len(tune.seeds) > 1 and decided:
+        changed = sum(s.changed_by_more_seeds for s in decided)
+        text += (
+            f" Seed {first} alone would have chosen differently in **{changed} of {len(decided)}** configurations "
+            f"(column `seed {first} alone`): a measure of how close the choice is."
+        )
     columns = {a: a for a in sweep.config_axes} | {"candidates": f"{tune.key}: {tune.metric} %", "chosen": "chosen"}
+    if len(tune.seeds) > 1:
+        columns["first_seed_choice"] = f"seed {first} alone"
     return ["## Learning-rate selection (validation only)", text, _markdown_table(rows, columns)], rows
 
 

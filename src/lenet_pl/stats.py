@@ -21,6 +21,7 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from scipy import stats as scipy_stats
 
@@ -98,10 +99,12 @@ class Selection:
     """The candidate a configuration trains with, and why."""
 
     chosen: float | None  # None: every candidate lost, or some have no result yet (pending)
-    scores: dict[float, float]  # candidate -> mean selection score over the selection seeds
+    scores: dict[float, float]  # candidate -> mean selection score over the selection seeds (the finalists')
     lost: dict[float, str]  # candidate -> why it could not be chosen
     pending: tuple[float, ...] = ()  # candidates whose runs have not all reported yet
     at_edge: bool = False  # chosen is the smallest or largest candidate: the grid may not bracket the best
+    first_seed: dict[float, float] = field(default_factory=dict)  # candidate -> the first selection seed's score
+    first_seed_choice: float | None = None  # what the first selection seed alone would have chosen
 
     @property
     def status(self) -> str:
@@ -109,8 +112,29 @@ class Selection:
             return "chosen"
         return "pending" if self.pending else "all candidates lost"
 
+    @property
+    def changed_by_more_seeds(self) -> bool:
+        """The later selection seeds moved the choice away from the first seed's."""
+        return self.chosen is not None and self.first_seed_choice is not None and self.chosen != self.first_seed_choice
 
-def select(trials: Iterable[Trial], grid: Sequence[float], seeds: Sequence[int], complete: bool = False) -> Selection:
+
+def _best(scores: Mapping[float, float]) -> float:
+    return max(sorted(scores), key=lambda v: scores[v])  # max keeps the first (smallest) of equal scores
+
+
+def finalists(first_seed: Mapping[float, float], top: int | None) -> list[float]:
+    """The `top` candidates by the first selection seed's score (ties to the smaller value); all when None."""
+    ranked = sorted(sorted(first_seed), key=lambda v: -first_seed[v])
+    return sorted(ranked if top is None else ranked[:top])
+
+
+def select(
+    trials: Iterable[Trial],
+    grid: Sequence[float],
+    seeds: Sequence[int],
+    complete: bool = False,
+    top: int | None = None,
+) -> Selection:
     """Pick the candidate of `grid` with the highest mean score over the selection `seeds`.
 
     Only validation scores enter: a Trial has no test metric to look at. A candidate with a
@@ -118,30 +142,56 @@ def select(trials: Iterable[Trial], grid: Sequence[float], seeds: Sequence[int],
     candidate without a result on every seed is pending, and nothing is chosen while any is
     pending, unless `complete` (every run has returned), where a missing result loses too. Ties
     go to the smaller value, so the choice never depends on the order of the runs.
+
+    `top`: every candidate runs on the first seed, and only the `top` best of them (by that seed's
+    score) on the other seeds, which then choose among those by the mean over all seeds: a second
+    seed where the choice is close, at a fraction of the runs. The others lose, "screened out".
     """
+    seeds = list(seeds)
     by_candidate: dict[float, dict[int, Trial]] = {float(v): {} for v in grid}
     for trial in trials:
         if float(trial.value) in by_candidate and trial.seed in seeds:
             by_candidate[float(trial.value)][trial.seed] = trial
-    scores: dict[float, float] = {}
     lost: dict[float, str] = {}
     pending: list[float] = []
-    for value, runs in by_candidate.items():
-        failures = [f"seed {s}: {runs[s].failure}" for s in seeds if s in runs and runs[s].failure]
-        missing = [s for s in seeds if s not in runs or (runs[s].score is None and not runs[s].failure)]
+
+    def judge(value: float, on: Sequence[int]) -> bool:
+        """Record why `value` cannot be scored on the seeds `on` (lost or pending); True if it can."""
+        runs = by_candidate[value]
+        failures = [f"seed {s}: {runs[s].failure}" for s in on if s in runs and runs[s].failure]
+        missing = [s for s in on if s not in runs or (runs[s].score is None and not runs[s].failure)]
         if failures:
             lost[value] = "; ".join(failures)
         elif missing and complete:
             lost[value] = f"no result for seed {', '.join(map(str, missing))}"
         elif missing:
             pending.append(value)
-        else:
-            scores[value] = statistics.fmean(runs[s].score for s in seeds)  # type: ignore[misc]
+        return not (failures or missing)
+
+    first = seeds[0]
+    first_runs = {v: runs[first] for v, runs in by_candidate.items() if first in runs}
+    first_seed = {v: float(t.score) for v, t in first_runs.items() if t.score is not None and not t.failure}
+    first_missing = [v for v in by_candidate if v not in first_seed and not (v in first_runs and first_runs[v].failure)]
+    first_seed_choice = _best(first_seed) if first_seed and (complete or not first_missing) else None
+    kwargs: dict[str, Any] = {"first_seed": first_seed, "first_seed_choice": first_seed_choice}
+    screened = top is not None and len(seeds) > 1
+    if screened and first_missing and not complete:  # the finalists are not known yet
+        return Selection(None, {}, {}, tuple(first_missing), **kwargs)
+    final = finalists(first_seed, top) if screened else list(by_candidate)
+    for value in by_candidate:
+        if value not in final and judge(value, [first]):
+            lost[value] = f"screened out: not among the {top} best on seed {first}"
+    scores = {
+        v: statistics.fmean(by_candidate[v][s].score for s in seeds)  # type: ignore[misc]
+        for v in final
+        if judge(v, seeds)
+    }
     if pending or not scores:
-        return Selection(None, scores, lost, tuple(pending))
-    chosen = max(sorted(scores), key=lambda v: scores[v])  # max keeps the first (smallest) of equal scores
+        return Selection(None, scores, lost, tuple(pending), **kwargs)
+    chosen = _best(scores)
     candidates = sorted(by_candidate)
-    return Selection(chosen, scores, lost, (), len(candidates) > 1 and chosen in (candidates[0], candidates[-1]))
+    at_edge = len(candidates) > 1 and chosen in (candidates[0], candidates[-1])
+    return Selection(chosen, scores, lost, (), at_edge, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------

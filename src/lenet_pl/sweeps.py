@@ -266,6 +266,7 @@ class Tune:
     seeds: tuple[int, ...]  # the seeds that choose
     by: str | None = None  # the override whose value picks the candidates, e.g. optimizer
     metric: str = "val/acc_best"  # maximised; a validation metric (the test set never chooses)
+    top: int | None = None  # the seeds after the first run only the `top` best candidates of the first
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "Tune":
@@ -283,7 +284,21 @@ class Tune:
                 "validation score where higher is better, e.g. val/acc_best or val/acc (not a loss or an error, "
                 "and never a test metric)."
             )
-        return cls(str(cfg["key"]), grid, tuple(int(s) for s in cfg["seeds"]), cfg.get("by"), metric)
+        seeds = tuple(int(s) for s in cfg["seeds"])
+        top = cfg.get("top")
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+            raise UserError(
+                f"hydra.sweeper.tune.top={top!r}: give how many of the best candidates on the first selection "
+                "seed run on the other selection seeds, a whole number of at least 1 (or null: all of them)."
+            )
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise UserError(f"hydra.sweeper.tune.seeds={list(seeds)}: give one or more different seeds that choose.")
+        return cls(str(cfg["key"]), grid, seeds, cfg.get("by"), metric, top)
+
+    @property
+    def screened(self) -> bool:
+        """The first selection seed screens the candidates; the others run the `top` best only."""
+        return self.top is not None and len(self.seeds) > 1
 
     def candidates(self, config: Mapping[str, str]) -> list[float]:
         if not isinstance(self.grid, Mapping):
@@ -328,13 +343,32 @@ def configurations(grid: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
     return list(seen.values())
 
 
-def selection_jobs(grid: Sequence[Mapping[str, str]], tune: Tune) -> list[dict[str, str]]:
-    """Stage 1: every configuration at every candidate, on each selection seed."""
+def selection_jobs(
+    grid: Sequence[Mapping[str, str]], tune: Tune, finalists: Mapping[Identity, Sequence[float]] | None = None
+) -> list[dict[str, str]]:
+    """Stage 1: every configuration at every candidate, on each selection seed.
+
+    A screened tune (`tune.top`) runs stage 1 in two launches: without `finalists`, every candidate on the
+    first seed; with them (configuration -> the candidates that passed the screen), those on the other seeds.
+    """
+    if not tune.screened:
+        return [
+            {**config, tune.key: repr(value), SEED: str(seed)}
+            for config in configurations(grid)
+            for value in tune.candidates(config)
+            for seed in tune.seeds
+        ]
+    if finalists is None:
+        return [
+            {**config, tune.key: repr(value), SEED: str(tune.seeds[0])}
+            for config in configurations(grid)
+            for value in tune.candidates(config)
+        ]
     return [
         {**config, tune.key: repr(value), SEED: str(seed)}
         for config in configurations(grid)
-        for value in tune.candidates(config)
-        for seed in tune.seeds
+        for value in finalists.get(identity(config), ())
+        for seed in tune.seeds[1:]
     ]
 
 
@@ -354,8 +388,13 @@ def final_jobs(grid: Sequence[Mapping[str, str]], tune: Tune, chosen: Mapping[Id
 
 
 def tuned_total(grid: Sequence[Mapping[str, str]], tune: Tune) -> int:
-    """Jobs of a tuned sweep when every configuration gets a choice."""
-    return len(selection_jobs(grid, tune)) + sum(int(job.get(SEED, tune.seeds[0])) not in tune.seeds for job in grid)
+    """Jobs of a tuned sweep when every configuration gets a choice (and, screened, `top` finalists)."""
+    finals = sum(int(job.get(SEED, tune.seeds[0])) not in tune.seeds for job in grid)
+    if not tune.screened:
+        return len(selection_jobs(grid, tune)) + finals
+    assert tune.top is not None
+    later = sum(min(tune.top, len(tune.candidates(c))) for c in configurations(grid)) * (len(tune.seeds) - 1)
+    return len(selection_jobs(grid, tune)) + later + finals
 
 
 def sweep_plan(sweep_dir: Path) -> Plan:
@@ -392,6 +431,12 @@ class Tuned:
     selection: stats.Selection
     trials: list[Job]  # the selection seeds' runs, every candidate
     final: list[Job]  # every run at the chosen value (the selection seeds' included), one per seed
+    top: int | None = None  # a screened tune's number of finalists
+
+    @property
+    def finalists(self) -> list[float]:
+        """The candidates the later selection seeds run: the `top` best on the first (all, unscreened)."""
+        return stats.finalists(self.selection.first_seed, self.top)
 
 
 def best_per_identity(jobs: Iterable[Job]) -> dict[Identity, Job]:
@@ -442,6 +487,7 @@ def tuned_configurations(jobs: Sequence[Job], plan: Plan, complete: bool = False
             tune.candidates(config),
             tune.seeds,
             complete=complete,
+            top=tune.top,
         )
         final = []
         if selection.chosen is not None:
@@ -451,7 +497,7 @@ def tuned_configurations(jobs: Sequence[Job], plan: Plan, complete: bool = False
                 job = latest.get(identity({**config, tune.key: repr(selection.chosen), SEED: str(seed)}))
                 if job is not None:
                     final.append(job)
-        out.append(Tuned(config, selection, trials, final))
+        out.append(Tuned(config, selection, trials, final, tune.top if tune.screened else None))
     return out
 
 

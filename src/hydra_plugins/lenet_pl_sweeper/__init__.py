@@ -8,8 +8,11 @@ launches comes from `lenet_pl.sweeps`, which the report reads the sweep with too
   at every candidate of `tune.grid` on the `tune.seeds`. Then, per configuration, the candidate
   with the best mean `tune.metric` (a validation metric) wins: a candidate whose run failed or
   diverged loses; ties go to the smaller value (`lenet_pl.stats.select`). The choice is written
-  to <sweep dir>/selection.yaml. Stage 2: each grid job at its configuration's chosen value (the
-  selection seeds' runs at that value are reused, not run again).
+  to <sweep dir>/selection.yaml. With `tune.top` and several seeds, stage 1 runs every candidate
+  on the first seed, then only its `top` best on the other seeds, which choose among those by the
+  mean over all selection seeds: a second opinion where it matters, for a fraction of the runs.
+  Stage 2: each grid job at its configuration's chosen value (the selection seeds' runs at that
+  value are reused, not run again).
 - Run again into the same sweep dir (`hydra.sweep.dir=<it>`) it resumes: jobs with a result
   (metrics.json, or a failure.json that is one: the run diverged or its config is invalid) are
   kept, a job stopped midway or failed otherwise (a bug, a full disk) continues from its own
@@ -80,8 +83,17 @@ class TunedSweeper(Sweeper):
             if not any(sweeps.SEED in job for job in grid):
                 log.info("No seed axis: the configurations are tuned and reported on the selection seeds alone.")
             stage1 = sweeps.selection_jobs(grid, tune)
-            returns = [self._launch(sweep_dir, stage1, "stage 1 (learning-rate selection on validation)")]
             plan = sweeps.Plan(sweeps.tuned_total(grid, tune), grid, tune)
+            if not tune.screened:
+                returns = [self._launch(sweep_dir, stage1, "stage 1 (learning-rate selection on validation)")]
+            else:
+                first = f"stage 1 (every candidate on selection seed {tune.seeds[0]})"
+                returns = [self._launch(sweep_dir, stage1, first)]
+                screened = sweeps.tuned_configurations(sweeps.load_jobs(sweep_dir), plan, complete=True)
+                finalists = {sweeps.identity(t.config): t.finalists for t in screened}
+                later = ", ".join(map(str, tune.seeds[1:]))
+                stage1b = sweeps.selection_jobs(grid, tune, finalists)
+                returns.append(self._launch(sweep_dir, stage1b, f"stage 1 (the {tune.top} best on seed {later})"))
             tuned = sweeps.tuned_configurations(sweeps.load_jobs(sweep_dir), plan, complete=True)
             self._write_selection(sweep_dir, tune, tuned)
             chosen = {sweeps.identity(t.config): t.selection.chosen for t in tuned if t.selection.chosen is not None}
@@ -154,6 +166,7 @@ class TunedSweeper(Sweeper):
                     "at_edge_of_grid": s.at_edge,
                     tune.metric: {repr(v): round(score, 6) for v, score in sorted(s.scores.items())},
                     "lost": {repr(v): reason for v, reason in sorted(s.lost.items())},
+                    "first_seed_choice": s.first_seed_choice,
                 }
             )
             log.info(
