@@ -19,11 +19,16 @@ train: install  ## train with the default config; pass overrides as ARGS="experi
 summary: install  ## LeNet-5's layer table for ARGS
 	$(BIN)/python -m lenet_pl.summary $(ARGS)
 
+# One pytest worker per core (pytest-xdist); a test module's tests stay on one worker, so a module's
+# shared runs are made once. TEST_WORKERS=0 runs in this process (for pdb, or one test).
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
+
 test: install  ## the default test suite (minutes on 2 cores)
-	$(BIN)/python -m pytest $(ARGS)
+	$(PYTEST) $(ARGS)
 
 test-slow: install  ## the long tests too (full trainings on real MNIST)
-	$(BIN)/python -m pytest -m "slow or not slow" $(ARGS)
+	$(PYTEST) -m "slow or not slow" $(ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests

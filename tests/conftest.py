@@ -15,6 +15,12 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core: each keeps to one thread, and so do the runs it starts
+    # (OMP_NUM_THREADS reaches subprocesses), or every core would be asked for twice.
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 SHARED_MNIST = Path(os.environ.get("LENET_SHARED_MNIST", REPO.parent / "shared" / "data" / "MNIST" / "raw"))
 IDX_NAMES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
