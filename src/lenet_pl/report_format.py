@@ -31,7 +31,7 @@ def p_text(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def significant(value: float, digits: int = 4) -> float | str:
+def significant(value: float, digits: int = 6) -> float | str:
     """A float for a CSV cell, to `digits` significant digits (a p-value of 1e-9 stays 1e-9); '' for nan."""
     return "" if math.isnan(value) else float(f"{value:.{digits}g}")
 

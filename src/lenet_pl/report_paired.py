@@ -235,7 +235,7 @@ def _compare(
         )
     mean = result.difference
     points = Interval(100 * mean.mean, 100 * mean.low, 100 * mean.high, mean.n, mean.confidence)
-    rows.append({"seed": f"mean over {mean.n} seeds", "difference": interval_cell(points)})
+    rows.append({"seed": f"mean over {mean.n} seed{'s' if mean.n != 1 else ''}", "difference": interval_cell(points)})
     csv_rows.append(
         {
             "comparison": c.title,
