@@ -194,7 +194,12 @@ def _compare(
             continue
         pairs[seed] = pair
     if not pairs:
-        why = "no seed has both runs" if not seeds else "no seed has both runs' predictions readable (listed below)"
+        if not c.runs_a or not c.runs_b:
+            why = f"{'A' if not c.runs_a else 'B'} has no finished run"
+        elif not seeds:
+            why = "no seed has runs of both"
+        else:
+            why = "no seed has both runs' predictions readable and on the same digits (listed below)"
         return [heading, f"{which}. Not compared: {why}."], []
     labels = next(iter(pairs.values()))[0].labels
     result = over_seeds(
