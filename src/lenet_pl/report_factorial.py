@@ -3,7 +3,7 @@
 A sweep whose configuration axes have two levels each, run on two or more seeds (`sweep=fair`,
 a 2^k `sweep=ablation`), is analysed as one linear model (`lenet_pl.factorial`): every effect is
 measured against the residual of all runs, with many more degrees of freedom than the seed-level
-t-interval of `lenet_pl.stats` (1 + the number of seeds less 2). That interval stays as a column:
+t-interval of `lenet_pl.stats` (the number of seeds less one). That interval stays as a column:
 it does not assume that the noise is the same in every configuration. Other sweeps (an axis with
 three levels, one seed, a corner of the design missing) get the seed-level intervals alone, with
 a sentence saying why.
@@ -114,6 +114,10 @@ def term_cell(term: Term) -> str:
     return f"{term.effect:+.2f} [{term.low:+.2f}, {term.high:+.2f}]"
 
 
+def _df(df: int) -> str:
+    return f"{df} degree{'s' if df != 1 else ''} of freedom"
+
+
 def _model_text(fit: FactorialAnalysis) -> str:
     seeds = len(fit.seed_effects)
     planned = fit.configurations * seeds
@@ -123,18 +127,25 @@ def _model_text(fit: FactorialAnalysis) -> str:
             f"; {planned - fit.runs} of the {planned} runs are missing, so the estimates are least-squares fits "
             "and the terms the missing runs weighed on have wider intervals"
         )
-    return (
+    sentences = [
         "Change in test error (percentage points) when one axis goes from its first level to its second, all "
-        f"else equal; negative is better. The estimate, its {fit.confidence:.0%} CI and p come from one linear model "
-        f"of all {fit.runs} runs ({fit.configurations} configurations x {seeds} seeds{missing}): each axis coded "
-        "-1/+1, every interaction, and the seed as a block (`lenet_pl.factorial`). Its residual, "
-        f"sd {fit.residual_sd:.3f} points on {fit.residual_df} degrees of freedom, is the seed-to-seed noise every "
-        "effect is measured against; in a balanced design the estimate is the mean change over the matched pairs. "
-        f"Holm p: adjusted over the {len(fit.main_effects)} main effects. MDE: the smallest true effect the design "
-        f"finds with {fit.power:.0%} power at the {1 - fit.confidence:.0%} level. Seed-level t: per seed the mean "
-        "change over the matched configurations, then a t-interval over the seeds (seeds - 1 degrees of freedom), "
-        "a check that does not assume the same noise in every configuration."
-    )
+        "else equal; negative is better.",
+        f"The estimate, its {fit.confidence:.0%} CI and p come from one linear model of all {fit.runs} runs "
+        f"({fit.configurations} configurations x {seeds} seeds{missing}): each axis coded -1/+1, every "
+        "interaction, and the seed as a block (`lenet_pl.factorial`).",
+        f"Its residual, sd {fit.residual_sd:.3f} points on {_df(fit.residual_df)}, is the seed-to-seed noise "
+        "every effect is measured against; in a balanced design the estimate is the mean change over the matched "
+        "pairs.",
+    ]
+    if len(fit.main_effects) > 1:
+        sentences.append(f"Holm p: adjusted over the {len(fit.main_effects)} main effects.")
+    sentences += [
+        f"MDE: the smallest true effect the design finds with {fit.power:.0%} power at the "
+        f"{1 - fit.confidence:.0%} level.",
+        "Seed-level t: per seed the mean change over the matched configurations, then a t-interval over the seeds "
+        "(seeds - 1 degrees of freedom), a check that does not assume the same noise in every configuration.",
+    ]
+    return " ".join(sentences)
 
 
 def effects_section(
@@ -251,15 +262,16 @@ def resolved_lines(fit: FactorialAnalysis) -> list[str]:
     lines.append(
         f"- The design resolves main effects of {span} points or more: the minimum detectable effect at "
         f"{fit.power:.0%} power and the {alpha:.0%} level (two-sided), from the residual sd "
-        f"{fit.residual_sd:.3f} points on {fit.residual_df} degrees of freedom. A smaller effect may be there "
+        f"{fit.residual_sd:.3f} points on {_df(fit.residual_df)}. A smaller effect may be there "
         "and be missed; an interval that includes 0 is not evidence of no effect."
     )
     found = [t for t in fit.interactions if t.p_holm < alpha]
-    lines.append(
-        "- Two-way interactions resolved after Holm's correction: "
-        + (", ".join(f"{t.name} {term_cell(t)} (Holm p {p_text(t.p_holm)})" for t in found) if found else "none")
-        + "."
-    )
+    if fit.interactions:
+        lines.append(
+            "- Two-way interactions resolved after Holm's correction: "
+            + (", ".join(f"{t.name} {term_cell(t)} (Holm p {p_text(t.p_holm)})" for t in found) if found else "none")
+            + "."
+        )
     return [
         "## What the factorial resolves",
         f"Read off the linear model above: an effect is resolved when its {fit.confidence:.0%} CI excludes 0.",
