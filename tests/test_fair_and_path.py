@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -14,12 +15,15 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from scipy import stats as scipy_stats
 
 from conftest import run_cli, write_dataset
 from lenet_pl import CONFIG_DIR
 from lenet_pl.config import compose_config
 from lenet_pl.divergence import TrainingDiverged
 from lenet_pl.errors import ConfigError, OutputError, UserError
+from lenet_pl.factorial import analyse
+from lenet_pl.per_digit import write_test_predictions
 from lenet_pl.report import write_report
 from lenet_pl.sweeps import (
     Plan,
@@ -105,13 +109,14 @@ STAGE2 = {
 }
 
 
-def write_tuned_sweep(sweep: Path, stage2: bool = True) -> Path:
+def write_tuned_sweep(sweep: Path, stage2: bool = True, result_seeds: str = "0,1,2") -> Path:
+    """`result_seeds="1,2"`: as in sweep=fair, the selection seed 0 has no result run."""
     sweep.mkdir(parents=True)
     multirun = {
         "hydra": {
             "sweeper": {
                 "_target_": "hydra_plugins.lenet_pl_sweeper.TunedSweeper",
-                "params": {"seed": "0,1,2", "activation": "tanh,relu", "optimizer": "sgd,adam"},
+                "params": {"seed": result_seeds, "activation": "tanh,relu", "optimizer": "sgd,adam"},
                 "tune": {
                     "key": "optimizer.lr",
                     "by": "optimizer",
@@ -182,17 +187,46 @@ def test_main_effects_interactions_and_budgets_use_only_the_tuned_runs(tmp_path)
     assert float(effects["activation"]["without_selection_seeds_ci95_high"]) == pytest.approx(
         -1.0 + 12.7062 * 0.2828427 / math.sqrt(2), abs=1e-3
     )
-    interactions = read_csv(tmp_path / "out" / "interactions.csv")
-    relu_by_optimizer = next(r for r in interactions if r["swap"].startswith("activation") and r["by"] == "optimizer")
+    conditional = read_csv(tmp_path / "out" / "conditional_effects.csv")
+    relu_by_optimizer = next(r for r in conditional if r["swap"].startswith("activation") and r["by"] == "optimizer")
     # relu under sgd: -1.0, -1.0, -1.6 (mean -1.2); under adam: -0.5, -0.6, -0.8 (mean -0.633)
     assert relu_by_optimizer["under_base"].startswith("sgd: -1.20 [")
     assert relu_by_optimizer["under_level"].startswith("adam: -0.63 [")
     assert relu_by_optimizer["difference"].startswith("+0.57 [")
+    # the model's interaction is half that difference: (-0.633 - -1.2) / 2
+    interactions = {r["term"]: r for r in read_csv(tmp_path / "out" / "interactions.csv")}
+    assert float(interactions["activation x optimizer"]["effect"]) == pytest.approx((-0.6333 + 1.2) / 2, abs=1e-3)
+    assert float(effects["activation"]["model_effect"]) == pytest.approx((-0.75 - 0.8 - 1.2) / 3, abs=1e-4)
     budget = {r["axis"]: r for r in read_csv(tmp_path / "out" / "budget.csv")}
     assert set(budget["optimizer"]) >= {"val error, epoch 1", "val error, epoch 5", "test error (best checkpoint)"}
-    assert "## Two-way interactions" in markdown and "## Effects against the training budget" in markdown
+    assert "## Interactions" in markdown and "## Effects against the training budget" in markdown
+    assert "without seed 0 (seed-level t [95% CI])" in markdown  # seed 0 chose the rates and has result runs
     for name in ("val_acc.png", "lr_selection.png", "effects.png", "budget.png", "interactions.png"):
         assert_png(tmp_path / "out" / name)
+
+
+def test_a_fair_design_reports_the_linear_model_and_no_held_out_column(tmp_path):
+    """As in sweep=fair, the selection seed has no result run: nothing to hold out."""
+    markdown = write_report(write_tuned_sweep(tmp_path / "sweep", result_seeds="1,2"), tmp_path / "out")
+    cells = {
+        config: {seed: 100 * (1 - acc) for seed, acc in zip((1, 2), accs, strict=True)}
+        for config, accs in STAGE2.items()
+    }
+    fit = analyse(cells, ["activation", "optimizer"], {"activation": ("tanh", "relu"), "optimizer": ("sgd", "adam")})
+    assert fit.runs == 8 and fit.residual_df == 3
+    effects = {r["axis"]: r for r in read_csv(tmp_path / "out" / "effects.csv")}
+    for axis in ("activation", "optimizer"):
+        term = fit.term(axis)
+        assert float(effects[axis]["model_effect"]) == pytest.approx(term.effect, abs=1e-4)
+        assert float(effects[axis]["model_ci95_low"]) == pytest.approx(term.low, abs=1e-4)
+        assert float(effects[axis]["model_ci95_high"]) == pytest.approx(term.high, abs=1e-4)
+        assert float(effects[axis]["model_p"]) == pytest.approx(term.p, rel=1e-3)
+        assert float(effects[axis]["model_mde80"]) == pytest.approx(term.mde, abs=1e-4)
+        assert effects[axis]["seeds"] == "2"
+        assert "without_selection_seeds_mean" not in effects[axis]
+    assert "without seed" not in markdown and "which may flatter it" not in markdown
+    interaction = fit.term("activation", "optimizer")
+    assert f"| activation x optimizer | {interaction.effect:+.2f} [{interaction.low:+.2f}, " in markdown
 
 
 def test_a_tuned_sweep_in_stage_1_counts_the_jobs_to_come_and_reports_what_it_has(tmp_path):
@@ -432,6 +466,32 @@ def test_path_report_draws_the_steps_and_the_reverse_view(tmp_path):
     assert "## The reverse view" in markdown
     assert_png(tmp_path / "out" / "path.png")
     assert_png(tmp_path / "out" / "path_reverse.png", min_height=200)
+
+
+def test_path_report_compares_the_first_and_the_last_step_digit_by_digit(tmp_path):
+    sweep = write_path_sweep(tmp_path / "sweep", reverse=False)
+    labels = np.arange(1000) % 10
+    images = np.zeros((1000, 2, 2), dtype=np.uint8)
+    for job in load_jobs(sweep):
+        order = job.path_step["order"]
+        if order in (0, 2):  # the 1998 step wrong on digits 0-9; the last step on 5-12 (seed 1: 5-13)
+            wrong = np.arange(10) if order == 0 else np.arange(5, 13 + (job.seed == 1))
+            predicted = labels.copy()
+            predicted[wrong] = (labels[wrong] + 1) % 10
+            write_test_predictions(job.path, predicted, images, labels)
+    markdown = write_report(sweep, tmp_path / "out")
+    rows = read_csv(tmp_path / "out" / "mcnemar.csv")
+    assert {(r["comparison"], r["config_a"], r["config_b"]) for r in rows} == {
+        ("first step -> last step", "1998", "RBF -> softmax")
+    }
+    per_seed = [(r["seed"], r["b"], r["c"]) for r in rows[:3]]
+    assert per_seed == [("0", "3", "5"), ("1", "4", "5"), ("2", "3", "5")]  # b: 10-12 (13); c: 0-4
+    assert float(rows[0]["p_exact"]) == pytest.approx(scipy_stats.binomtest(3, 8).pvalue, rel=1e-5)  # 0.727
+    assert float(rows[1]["difference"]) == pytest.approx(100 * (4 - 5) / 1000)
+    assert rows[3]["seed"] == "mean over seeds" and float(rows[3]["difference"]) == pytest.approx(
+        (-0.2 - 0.1 - 0.2) / 3, abs=1e-4
+    )
+    assert "### first step -> last step\n\nA = 1998, B = RBF -> softmax; 1,000 test digits." in markdown
 
 
 def test_a_reverse_only_sweep_reports_the_undone_changes_against_its_end_point(tmp_path):

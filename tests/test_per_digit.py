@@ -76,6 +76,12 @@ def test_a_run_without_the_file_is_refused_by_name(tmp_path: Path):
     (tmp_path / TEST_PREDICTIONS).write_bytes(b"not an npz")
     with pytest.raises(UserError, match="cannot be read"):
         read_test_predictions(tmp_path)
+    images, labels = synthetic_digits(100, seed=0)
+    whole = write_test_predictions(tmp_path, labels, images, labels).read_bytes()
+    for damaged in (b"", whole[: len(whole) // 2], whole[:-30]):  # empty, cut in the middle, cut at the end
+        (tmp_path / TEST_PREDICTIONS).write_bytes(damaged)
+        with pytest.raises(UserError, match="cannot be read"):
+            read_test_predictions(tmp_path)
 
 
 @pytest.mark.parametrize("world_size", [2, 3, 4])

@@ -3,13 +3,22 @@
 import csv
 import itertools
 import json
+import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from conftest import REPO, run_cli
+from lenet_pl import stats
+from lenet_pl.factorial import analyse
+from lenet_pl.mcnemar import mcnemar_table
+from lenet_pl.per_digit import TEST_PREDICTIONS, write_test_predictions
 from lenet_pl.report import main, write_report
+from lenet_pl.report_format import p_text
 
 # test error (%) of each (activation, optimizer, seed) run: relu lowers it by 1 point, adam by 3 (seed 1: 5)
 ERRORS = {
@@ -99,7 +108,7 @@ def test_main_effects_pair_runs_that_differ_in_one_axis_with_a_t_interval_over_s
     assert effects["optimizer"]["seeds"] == "2" and effects["optimizer"]["pairs"] == "4"
     assert effects["optimizer"]["pairs_better"] == "4"
     markdown = (tmp_path / "out" / "report.md").read_text()
-    assert "| optimizer | sgd -> adam | -4.00 | [-16.71, +8.71] | 2 | 4 | 4 |" in markdown
+    assert "| -4.00 [-16.71, +8.71] | 4 of 4 |" in markdown  # the seed-level t column beside the model's
 
 
 def test_partial_sweep_lists_failed_unfinished_and_unstarted_jobs(tmp_path):
@@ -143,6 +152,7 @@ def test_cli_prints_the_report_and_writes_it_under_the_sweep(tmp_path, capsys):
     assert sorted(p.name for p in (sweep / "report").iterdir()) == [
         "budget.csv",
         "budget.png",
+        "conditional_effects.csv",
         "configurations.csv",
         "effects.csv",
         "effects.png",
@@ -194,3 +204,268 @@ def test_axes_of_a_sweep_come_from_its_plan_before_every_value_has_run(tmp_path)
     rows = read_csv(tmp_path / "out" / "configurations.csv")
     assert [(r["activation"], r["optimizer"]) for r in rows] == [("tanh", "adam"), ("tanh", "sgd")]
     assert "No two finished runs differ in activation alone" in markdown
+
+
+# --- the linear model of a two-level factorial -------------------------------------------------
+
+
+def test_the_linear_model_of_the_small_sweep_by_hand(tmp_path):
+    """ERRORS fitted as mean + seed + activation + optimizer + their interaction: the residuals are +-0.5 on
+    every run (the optimizer's effect is -3 on seed 0 and -5 on seed 1), s^2 = 8 x 0.25 / 3 on 8 - 5 = 3 df."""
+    markdown = write_report(write_sweep(tmp_path / "sweep"), tmp_path / "out")
+    effects = {r["axis"]: r for r in read_csv(tmp_path / "out" / "effects.csv")}
+    se = 2 * math.sqrt(2 / 3) / math.sqrt(8)  # 2 sqrt(s^2 / n) for a +-1 column of 8 runs
+    t3 = scipy_stats.t.ppf(0.975, 3)
+    for axis, effect in (("activation", -1.0), ("optimizer", -4.0)):
+        row = effects[axis]
+        assert float(row["model_effect"]) == pytest.approx(effect)
+        assert float(row["model_se"]) == pytest.approx(se, abs=1e-4)
+        assert float(row["model_ci95_low"]) == pytest.approx(effect - t3 * se, abs=1e-4)
+        assert float(row["model_ci95_high"]) == pytest.approx(effect + t3 * se, abs=1e-4)
+        assert float(row["model_p"]) == pytest.approx(2 * scipy_stats.t.sf(abs(effect) / se, 3), rel=1e-3)
+        assert float(row["model_mde80"]) == pytest.approx((t3 + scipy_stats.t.ppf(0.8, 3)) * se, abs=1e-4)
+        assert row["model_df"] == "3"
+    # relu's -1 is the same in every pair (a seed-level interval of width 0), but the model measures it
+    # against the noise of all runs: [-2.84, +0.84], not resolved; Adam's -4 is
+    assert (
+        "- **activation tanh -> relu**: -1.00 points [-2.84, +0.84]: not resolved; the design resolves effects "
+        "of 2.40 points or more (MDE at 80% power)." in markdown
+    )
+    assert "- **optimizer sgd -> adam** lowers test error by 4.00 points [2.16, 5.84]: resolved." in markdown
+    assert (
+        "| activation | tanh -> relu | -1.00 [-2.84, +0.84] | 0.182 | 0.182 | 2.40 | -1.00 [-1.00, -1.00] | 4 of 4 |"
+        in markdown
+    )
+
+
+AXES3 = {"activation": ("tanh", "relu"), "pooling": ("avg", "max"), "optimizer": ("sgd", "adam")}
+# Effects (high - low, points) built into the test errors, one interaction among them; the noise has sd 0.05,
+# so the design resolves about 0.05 points: the optimizer's 0.02 is below that.
+BUILT_IN = {("activation",): -0.5, ("pooling",): -0.2, ("optimizer",): 0.02, ("activation", "pooling"): 0.1}
+
+
+def factorial_errors(seeds: int = 4, noise: float = 0.05, rng_seed: int = 5) -> dict[tuple[str, ...], dict[int, float]]:
+    """configuration -> seed -> test error (%): 1.0 + the BUILT_IN effects + a seed offset + normal noise."""
+    rng = np.random.default_rng(rng_seed)
+    axes = list(AXES3)
+    cells: dict[tuple[str, ...], dict[int, float]] = {}
+    for config in itertools.product(*AXES3.values()):
+        codes = {a: 1.0 if config[i] == AXES3[a][1] else -1.0 for i, a in enumerate(axes)}
+        mean = 1.0 + sum(effect / 2 * math.prod(codes[a] for a in term) for term, effect in BUILT_IN.items())
+        cells[config] = {seed: round(mean + 0.03 * seed + rng.normal(0, noise), 6) for seed in range(seeds)}
+    return cells
+
+
+def write_run(
+    sweep: Path,
+    num: int,
+    overrides: dict[str, str],
+    test_error: float,
+    val_acc: float,
+    wrong: Iterable[int] | None = None,
+    digits: int = 200,
+    images_seed: int = 0,
+) -> Path:
+    """A finished job dir; with `wrong` (the test digits it gets wrong), its test_predictions.npz too."""
+    job = sweep / f"job{num:03d}"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {k}={v}\n" for k, v in overrides.items()))
+    (job / "csv").mkdir()
+    (job / "csv" / "metrics.csv").write_text(f"epoch,step,val/acc\n0,9,{val_acc - 0.01}\n1,19,{val_acc}\n")
+    metrics = {"test/acc": 1 - test_error / 100, "val/acc_best": val_acc, "epochs": 2, "fit_seconds": 1.0}
+    (job / "metrics.json").write_text(json.dumps({"hparams": {"seed": int(overrides["seed"])}, "metrics": metrics}))
+    if wrong is not None:
+        labels = np.arange(digits) % 10
+        predicted = labels.copy()
+        predicted[list(wrong)] = (labels[list(wrong)] + 1) % 10
+        images = np.full((digits, 2, 2), images_seed, dtype=np.uint8)  # another images_seed: other digits
+        write_test_predictions(job, predicted, images, labels)
+    return job
+
+
+def write_factorial_sweep(sweep: Path, cells: dict[tuple[str, ...], dict[int, float]], axes: dict) -> Path:
+    sweep.mkdir(parents=True)
+    seeds = sorted({s for by_seed in cells.values() for s in by_seed})
+    params = {"seed": ",".join(map(str, seeds))} | {a: ",".join(levels) for a, levels in axes.items()}
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n"
+        + "".join(f"      {k}: {v}\n" for k, v in params.items())
+        + "  overrides:\n    task: [sweep=ablation]\n"
+    )
+    num = 0
+    for seed in seeds:
+        for config, by_seed in cells.items():
+            overrides = {"seed": str(seed), **dict(zip(axes, config, strict=True)), "sweep": "ablation"}
+            write_run(sweep, num, overrides, by_seed[seed], 0.99)
+            num += 1
+    return sweep
+
+
+def test_effects_and_interactions_are_the_linear_models_and_say_what_is_resolved(tmp_path):
+    cells = factorial_errors()
+    fit = analyse(cells, list(AXES3), AXES3)
+    # the fabricated data are what they claim: each built-in effect within 3 standard errors, the rest near 0
+    for term in fit.terms:
+        assert abs(term.effect - BUILT_IN.get(term.axes, 0.0)) < 3 * term.se, term.name
+    markdown = write_report(write_factorial_sweep(tmp_path / "sweep", cells, AXES3), tmp_path / "out")
+
+    effects = {r["axis"]: r for r in read_csv(tmp_path / "out" / "effects.csv")}
+    for term in fit.main_effects:
+        row = effects[term.axes[0]]
+        for column, value in (
+            ("model_effect", term.effect),
+            ("model_ci95_low", term.low),
+            ("model_ci95_high", term.high),
+            ("model_se", term.se),
+            ("model_mde80", term.mde),
+        ):
+            assert float(row[column]) == pytest.approx(value, abs=1e-4), (term.name, column)
+        assert float(row["model_p"]) == pytest.approx(term.p, rel=1e-3, abs=1e-12)
+        assert float(row["model_p_holm"]) == pytest.approx(term.p_holm, rel=1e-3, abs=1e-12)
+        assert int(row["model_df"]) == fit.residual_df == 32 - 1 - 3 - 7
+        assert row["test_error_change_mean"] != "" and row["seeds"] == "4"  # the seed-level t column stays
+        cell = f"{term.effect:+.2f} [{term.low:+.2f}, {term.high:+.2f}] | {p_text(term.p)} | {p_text(term.p_holm)}"
+        assert cell in markdown
+    assert "without_selection_seeds_mean" not in effects["activation"]  # not a tuned sweep
+
+    resolved = markdown.split("## What the factorial resolves")[1].split("\n## ")[0]
+    relu, max_pool, adam = fit.term("activation"), fit.term("pooling"), fit.term("optimizer")
+    assert (
+        f"- **activation tanh -> relu** lowers test error by {-relu.effect:.2f} points "
+        f"[{-relu.high:.2f}, {-relu.low:.2f}]: resolved." in resolved
+    )
+    assert f"- **pooling avg -> max** lowers test error by {-max_pool.effect:.2f} points" in resolved
+    assert (
+        f"- **optimizer sgd -> adam**: {adam.effect:+.2f} points [{adam.low:+.2f}, {adam.high:+.2f}]: not resolved; "
+        f"the design resolves effects of {adam.mde:.2f} points or more (MDE at 80% power)." in resolved
+    )
+    assert adam.low < 0 < adam.high and relu.high < 0 and max_pool.high < 0
+    assert f"- The design resolves main effects of {adam.mde:.2f} points or more" in resolved
+    ap = fit.term("activation", "pooling")
+    assert f"resolved after Holm's correction: activation x pooling {ap.effect:+.2f} [" in resolved
+
+    interactions = {r["term"]: r for r in read_csv(tmp_path / "out" / "interactions.csv")}
+    assert set(interactions) == {t.name for t in fit.terms if t.order >= 2}
+    for term in fit.terms[3:]:
+        row = interactions[term.name]
+        assert int(row["order"]) == term.order
+        assert float(row["effect"]) == pytest.approx(term.effect, abs=1e-4)
+        assert float(row["ci95_low"]) == pytest.approx(term.low, abs=1e-4)
+        assert float(row["p_holm"]) == pytest.approx(term.p_holm, rel=1e-3, abs=1e-12)
+    # the convention: half the difference of relu's effect with max-pooling and with average pooling
+    conditional = stats.interactions(cells, list(AXES3), AXES3)
+    relu_by_pooling = next(r for r in conditional if r.swap.axis == "activation" and r.by == "pooling")
+    assert ap.effect == pytest.approx(relu_by_pooling.difference.mean / 2)
+    assert "half the difference between A's effect at B's second level and at its first" in markdown
+    three_way = fit.term("activation", "pooling", "optimizer")
+    assert (
+        f"Three-way (Holm within the 1): activation x pooling x optimizer {three_way.effect:+.2f} "
+        f"[{three_way.low:+.2f}, {three_way.high:+.2f}], Holm p {p_text(three_way.p_holm)}." in markdown
+    )
+    assert "## Two-way interactions" not in markdown  # the seed-level table is in conditional_effects.csv
+    assert len(read_csv(tmp_path / "out" / "conditional_effects.csv")) == 6
+
+
+def test_without_two_levels_per_axis_the_report_says_why_and_keeps_the_seed_level_intervals(tmp_path):
+    cells = {(a, o): {0: 1.0 + i + j, 1: 1.2 + i + j} for i, a in enumerate(("tanh", "relu", "gelu"))
+             for j, o in enumerate(("sgd", "adam"))}  # fmt: skip
+    axes = {"activation": ("tanh", "relu", "gelu"), "optimizer": ("sgd", "adam")}
+    markdown = write_report(write_factorial_sweep(tmp_path / "sweep", cells, axes), tmp_path / "out")
+    assert "No linear model: it needs two levels per axis (activation has 3)" in markdown
+    assert "## What the factorial resolves" not in markdown and "## Two-way interactions" in markdown
+    effects = read_csv(tmp_path / "out" / "effects.csv")
+    assert "model_effect" not in effects[0] and float(effects[0]["test_error_change_mean"]) == pytest.approx(1.0)
+    assert not (tmp_path / "out" / "interactions.csv").exists()
+
+
+def test_the_effects_plot_draws_the_model(tmp_path):
+    write_report(write_factorial_sweep(tmp_path / "sweep", factorial_errors(), AXES3), tmp_path / "out")
+    height, width, _ = matplotlib.image.imread(tmp_path / "out" / "effects.png").shape
+    assert height >= 300 and width >= 1000
+
+
+# --- McNemar: the networks of two configurations, digit by digit ---------------------------------
+
+# (activation, optimizer) -> (validation accuracy, the test digits each seed's run gets wrong, of 200).
+# By test error relu/adam is best and tanh/sgd worst, but by validation tanh/adam is best and relu/sgd
+# worst: the report must pick those.
+PREDICTED = {
+    ("tanh", "sgd"): (0.985, lambda seed: range(0, 20)),
+    ("relu", "adam"): (0.990, lambda seed: range(10, 22 + seed)),
+    ("tanh", "adam"): (0.995, lambda seed: range(100, 115)),
+    ("relu", "sgd"): (0.980, lambda seed: range(150, 168)),
+}
+
+
+def write_predicted_sweep(sweep: Path) -> Path:
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      seed: 0,1,2\n      activation: tanh,relu\n      optimizer: sgd,adam\n"
+        "  overrides:\n    task: [sweep=ablation]\n"
+    )
+    num = 0
+    for seed in range(3):
+        for (activation, optimizer), (val_acc, wrong) in PREDICTED.items():
+            overrides = {"seed": str(seed), "activation": activation, "optimizer": optimizer, "sweep": "ablation"}
+            write_run(sweep, num, overrides, 100 * len(wrong(seed)) / 200, val_acc, wrong(seed))
+            num += 1
+    return sweep
+
+
+def test_mcnemar_compares_the_corners_and_the_best_and_worst_by_validation(tmp_path):
+    markdown = write_report(write_predicted_sweep(tmp_path / "sweep"), tmp_path / "out")
+    rows = read_csv(tmp_path / "out" / "mcnemar.csv")
+    corners = [r for r in rows if r["comparison"] == "classic corner -> modern corner"]
+    # tanh/sgd wrong on 0-19, relu/adam on 10-21 (+ seed): b = 20..21+seed, c = 0-9
+    assert [(r["seed"], r["b"], r["c"]) for r in corners[:3]] == [("0", "2", "10"), ("1", "3", "10"), ("2", "4", "10")]
+    for seed, row in enumerate(corners[:3]):
+        b = 2 + seed
+        assert (row["config_a"], row["config_b"]) == ("tanh / sgd", "relu / adam")
+        assert float(row["p_exact"]) == pytest.approx(scipy_stats.binomtest(b, b + 10).pvalue, rel=1e-3)
+        assert float(row["difference"]) == pytest.approx(100 * (b - 10) / 200)
+        assert row["digits"] == "200" and int(row["both_wrong"]) == 10 - 0 and int(row["both_right"]) == 180 - b
+    over = corners[3]
+    differences = [100 * (2 + seed - 10) / 200 for seed in range(3)]
+    assert over["seed"] == "mean over seeds" and over["seeds"] == "3"
+    assert float(over["difference"]) == pytest.approx(stats.t_interval(differences).mean)
+    assert float(over["ci95_low"]) == pytest.approx(stats.t_interval(differences).low, abs=1e-4)
+
+    chosen = [r for r in rows if r["comparison"] == "worst -> best configuration by validation accuracy"]
+    assert (chosen[0]["config_a"], chosen[0]["config_b"]) == ("relu / sgd", "tanh / adam")  # not relu/adam
+    assert [(r["b"], r["c"]) for r in chosen[:3]] == [("15", "18")] * 3  # disjoint mistakes: 15 and 18 digits
+    assert float(chosen[0]["p_exact"]) == pytest.approx(scipy_stats.binomtest(15, 33).pvalue, rel=1e-3)
+
+    section = markdown.split("## Paired per-digit tests (McNemar)")[1].split("\n## ")[0]
+    seed_0 = mcnemar_table(both_right=178, b=2, c=10, both_wrong=10)
+    ci = f"[{100 * seed_0.low:+.2f}, {100 * seed_0.high:+.2f}]"
+    assert f"| 0 | 2 | 10 | 10.00 -> 6.00 | -4.00 {ci} | {p_text(seed_0.p_value)} |" in section
+    assert "A = relu / sgd, B = tanh / adam (mean val/acc_best of their result runs 98.00% and 99.50%" in section
+    assert "never by test error: the test set chooses nothing" in section
+    assert "left out" not in section
+
+
+def test_runs_without_predictions_skip_mcnemar_in_one_line(tmp_path):
+    markdown = write_report(write_sweep(tmp_path / "sweep"), tmp_path / "out")
+    section = markdown.split("## Paired per-digit tests (McNemar)\n\n")[1].split("\n\n")[0]
+    assert section.startswith("Skipped: none of the compared runs has `test_predictions.npz`")
+    assert not (tmp_path / "out" / "mcnemar.csv").exists()
+
+
+def test_damaged_and_mismatched_prediction_files_are_listed_and_the_report_goes_on(tmp_path, capsys):
+    sweep = write_predicted_sweep(tmp_path / "sweep")
+    damaged = sweep / "job004"  # tanh/sgd, seed 1: the classic corner
+    data = (damaged / TEST_PREDICTIONS).read_bytes()
+    (damaged / TEST_PREDICTIONS).write_bytes(data[: len(data) // 2])  # cut short
+    other = sweep / "job010"  # tanh/adam, seed 2: on other digits
+    write_run(tmp_path / "elsewhere", 0, {"seed": "2"}, 7.5, 0.995, range(100, 115), images_seed=9)
+    (other / TEST_PREDICTIONS).write_bytes((tmp_path / "elsewhere" / "job000" / TEST_PREDICTIONS).read_bytes())
+
+    assert main([str(sweep), "--out", str(tmp_path / "out")]) == 0
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    section = markdown.split("## Paired per-digit tests (McNemar)")[1].split("\n## ")[0]
+    assert "- `job004`: damaged, left out: " in section and "cannot be read as a run's test predictions" in section
+    assert "- `job011 and job010`: " in section and "are not on the same test digits" in section
+    rows = read_csv(tmp_path / "out" / "mcnemar.csv")
+    seeds = {c: [r["seed"] for r in rows if r["comparison"].startswith(c)] for c in ("classic", "worst")}
+    assert seeds == {"classic": ["0", "2", "mean over seeds"], "worst": ["0", "1", "mean over seeds"]}
+    assert "| mean over 2 seeds |" in section

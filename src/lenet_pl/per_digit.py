@@ -8,6 +8,8 @@ About 20 KB for MNIST's 10,000 digits, before compression.
 
 import hashlib
 import io
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,10 +97,11 @@ def read_test_predictions(run: str | Path) -> RunPredictions:
             f"{path} does not exist: the run has no per-digit test predictions (runs write {TEST_PREDICTIONS} "
             "when their test ends; a run that failed or was trained by an older version has none)."
         )
+    # A cut or altered .npz fails in numpy's reader or in the zip and zlib layers under it.
     try:
         with np.load(path, allow_pickle=False) as data:
             predicted, labels, digest = data["predicted"], data["labels"], str(data["digest"])
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error) as err:
         raise UserError(f"{path} cannot be read as a run's test predictions: {err}") from err
     if predicted.shape != labels.shape:
         raise UserError(f"{path} is damaged: {len(predicted)} predictions for {len(labels)} labels.")

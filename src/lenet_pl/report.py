@@ -14,35 +14,31 @@ a configuration. Three kinds of sweep get sections of their own:
   made), and everything after that uses only the runs at the chosen rate;
 - every sweep with two or more configurations: main effects with 95% confidence intervals, the
   effects after 1, 5 and 20 epochs (validation error from each run's CSV), and the two-way
-  interactions (lenet_pl.stats says how the intervals are made);
+  interactions. A two-level factorial on several seeds is fitted as one linear model
+  (`lenet_pl.report_factorial`, `lenet_pl.factorial`): its effects, interactions, p-values and
+  minimum detectable effect come first, the seed-level t-intervals of `lenet_pl.stats` beside them;
 - a path sweep (`sweep=path`, `sweep=path_reverse`: presets with a `path_step`): a waterfall of
   test error along the path, and the modern end point with one change undone at a time.
+
+Where the runs saved their per-digit test predictions, McNemar's paired test compares two
+configurations' networks seed by seed on the same digits (`lenet_pl.report_paired`).
 """
 
 import argparse
-import csv
 import statistics
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
-from lenet_pl import report_plots, stats
+from lenet_pl import report_factorial, report_paired, report_plots, stats
 from lenet_pl.error_per_pass import plot_error_per_pass
 from lenet_pl.errors import UserError
+from lenet_pl.report_format import interval_cell, markdown_table, short, write_csv
 from lenet_pl.sweeps import SEED, Job, Sweep, path_data, read_sweep
 
 THRESHOLDS = (0.98, 0.99)  # validation accuracies whose first epoch the table reports
 BUDGETS = (1, 5, 20)  # epochs at which the effects are measured again
-
-
-def _short(value: str) -> str:
-    """Optuna's long floats as 3 significant digits; names as they are."""
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return value if value.lstrip("-").isdigit() else f"{number:.3g}"
 
 
 def _epochs_to(runs: list[Job], threshold: float) -> str:
@@ -109,36 +105,6 @@ def _val_error_at(epoch: int) -> Any:
     return value
 
 
-def effect_rows(
-    effects: list[stats.Effect], held_out: dict[tuple[str, str], stats.Effect] | None = None
-) -> list[dict[str, Any]]:
-    """effects.csv: each main effect; a tuned sweep's also without its selection seeds (`held_out`)."""
-    rows = [
-        {
-            "axis": e.axis,
-            "change": f"{_short(e.base)} -> {_short(e.level)}",
-            "test_error_change_mean": round(e.interval.mean, 4) if e.interval.n else "",
-            "ci95_low": round(e.interval.low, 4) if e.interval.has_interval else "",
-            "ci95_high": round(e.interval.high, 4) if e.interval.has_interval else "",
-            "seeds": e.interval.n,
-            "pairs": e.pairs,
-            "pairs_better": e.pairs_better,
-            "pairs_left_out": e.left_out,
-        }
-        for e in effects
-    ]
-    for row, e in zip(rows, effects, strict=True):
-        if held_out and (other := held_out.get((e.axis, e.swap))) is not None:
-            row |= {
-                "without_selection_seeds_mean": round(other.interval.mean, 4) if other.interval.n else "",
-                "without_selection_seeds_ci95_low": round(other.interval.low, 4) if other.interval.has_interval else "",
-                "without_selection_seeds_ci95_high": round(other.interval.high, 4)
-                if other.interval.has_interval
-                else "",
-            }
-    return rows
-
-
 def budget_effects(sweep: Sweep) -> dict[str, list[stats.Effect]]:
     """Main effects on validation error after each budget the runs reached, and on the final test error."""
     longest = max((len(j.val_by_epoch) for runs in sweep.groups.values() for j in runs if j.finished), default=0)
@@ -151,33 +117,6 @@ def budget_effects(sweep: Sweep) -> dict[str, list[stats.Effect]]:
 
 def _axes(sweep: Sweep) -> tuple[list[str], dict[str, list[str]]]:
     return sweep.config_axes, sweep.levels
-
-
-def _interval_cell(interval: stats.Interval) -> str:
-    if interval.n == 0:
-        return "-"
-    if not interval.has_interval:
-        return f"{interval.mean:+.2f}"
-    return f"{interval.mean:+.2f} [{interval.low:+.2f}, {interval.high:+.2f}]"
-
-
-def _cell(value: Any) -> str:
-    """A value as one Markdown table cell: an error message may hold a '|' or a line break."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _markdown_table(rows: list[dict[str, Any]], columns: dict[str, str]) -> str:
-    lines = ["| " + " | ".join(columns.values()) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(key, "")) for key in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    fields = list(dict.fromkeys(key for row in rows for key in row))
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +158,7 @@ def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
                 candidates.append(f"{value:g}: lost ({textwrap.shorten(s.lost[value], 100)})")
             else:
                 candidates.append(f"{value:g}: pending")
-        row = dict(zip(sweep.config_axes, map(_short, sweep.key(t.config)), strict=True)) | {
+        row = dict(zip(sweep.config_axes, map(short, sweep.key(t.config)), strict=True)) | {
             "candidates": "; ".join(candidates),
             "chosen": (f"{s.chosen:g}" + (" (edge)" if s.at_edge else "")) if s.chosen is not None else s.status,
         }
@@ -249,127 +188,25 @@ def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
     columns = {a: a for a in sweep.config_axes} | {"candidates": f"{tune.key}: {tune.metric} %", "chosen": "chosen"}
     if len(tune.seeds) > 1:
         columns["first_seed_choice"] = f"seed {first} alone"
-    return ["## Learning-rate selection (validation only)", text, _markdown_table(rows, columns)], rows
-
-
-def held_out_effects(sweep: Sweep) -> dict[tuple[str, str], stats.Effect]:
-    """Main effects of a tuned sweep on the seeds that chose nothing: its selection seeds' runs at the
-    chosen rate won a contest on validation, which may flatter them; these runs did not."""
-    chosen_on = set(sweep.plan.tune.seeds) if sweep.plan.tune else set()
-    cells = {
-        config: {seed: v for seed, v in by_seed.items() if seed not in chosen_on}
-        for config, by_seed in sweep.cells(_test_error).items()
-    }
-    return {(e.axis, e.swap): e for e in stats.main_effects(cells, *_axes(sweep))}
-
-
-def effects_section(
-    sweep: Sweep, effects: list[stats.Effect], held_out: dict[tuple[str, str], stats.Effect]
-) -> list[str]:
-    rows = [
-        {
-            "axis": e.axis,
-            "change": f"{_short(e.base)} -> {_short(e.level)}",
-            "mean": f"{e.interval.mean:+.2f}" if e.interval.n else "-",
-            "ci": f"[{e.interval.low:+.2f}, {e.interval.high:+.2f}]" if e.interval.has_interval else "-",
-            "seeds": e.interval.n,
-            "pairs": e.pairs,
-            "pairs_better": e.pairs_better,
-            "held_out": _interval_cell(held_out[(e.axis, e.swap)].interval) if (e.axis, e.swap) in held_out else "-",
-        }
-        for e in effects
-        if e.pairs
-    ]
-    unpaired = sorted({e.axis for e in effects if not e.pairs})
-    columns = {
-        "axis": "axis",
-        "change": "swap",
-        "mean": "test error change (points)",
-        "ci": "95% CI",
-        "seeds": "seeds",
-        "pairs": "pairs",
-        "pairs_better": "pairs better",
-    }
-    text = (
-        "Change in test error (percentage points) when one axis is swapped from its first value, all else "
-        "(including the seed) equal; negative is better. Per seed, the mean change over the matched "
-        "configurations (the same ones for every seed); then the mean over seeds with its 95% t-interval "
-        "(n - 1 degrees of freedom), which measures seed-to-seed noise (how an effect varies between "
-        "configurations is in the interactions)."
-    )
-    if held_out:
-        seeds = ", ".join(map(str, sweep.plan.tune.seeds))  # type: ignore[union-attr]
-        columns["held_out"] = f"without seed {seeds} (mean [95% CI])"
-        text += (
-            f" Seed {seeds} also chose each configuration's learning rate, so its run at the chosen rate is the "
-            "best of several on validation, which may flatter it; the last column leaves it out."
-        )
-    left_out = sum(e.left_out for e in effects)
-    if left_out:
-        text += (
-            f" {left_out} matched pairs are left out so that every seed averages the same configurations "
-            "(some configurations lack some seeds: a sweep cut short, or runs that failed)."
-        )
-    parts = [
-        "## Main effects" + (" (at each configuration's chosen learning rate)" if sweep.tuned else ""),
-        text,
-        _markdown_table(rows, columns) if rows else "No runs differ in one axis only.",
-    ]
-    if unpaired:
-        parts.append(
-            f"No two finished runs differ in {', '.join(unpaired)} alone (Optuna trials change several values "
-            "at once; a sweep cut short may lack the pairs): compare those in the configurations table."
-        )
-    return parts
+    return ["## Learning-rate selection (validation only)", text, markdown_table(rows, columns)], rows
 
 
 def budget_section(by_budget: dict[str, list[stats.Effect]]) -> tuple[list[str], list[dict[str, Any]]]:
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for measure, effects in by_budget.items():
         for e in effects:
-            row = rows.setdefault(
-                (e.axis, e.swap), {"axis": e.axis, "change": f"{_short(e.base)} -> {_short(e.level)}"}
-            )
-            row[measure] = _interval_cell(e.interval)
+            row = rows.setdefault((e.axis, e.swap), {"axis": e.axis, "change": f"{short(e.base)} -> {short(e.level)}"})
+            row[measure] = interval_cell(e.interval)
     columns = {"axis": "axis", "change": "swap"} | {m: m for m in by_budget}
     text = (
         "Main effects again, on the validation error (points) each run logged after that many epochs, and on "
-        "the final test error; mean [95% CI] over seeds as above. The runs are the same full-length runs "
-        "(tuned sweeps: learning rates chosen for the full budget), looked at earlier, not runs tuned for each budget."
+        "the final test error; mean [95% CI] over seeds (the seed-level t-intervals). The runs are the same "
+        "full-length runs (tuned sweeps: learning rates chosen for the full budget), looked at earlier, not runs "
+        "tuned for each budget."
     )
-    return ["## Effects against the training budget", text, _markdown_table(list(rows.values()), columns)], list(
+    return ["## Effects against the training budget", text, markdown_table(list(rows.values()), columns)], list(
         rows.values()
     )
-
-
-def interaction_section(rows: list[stats.Interaction]) -> tuple[list[str], list[dict[str, Any]]]:
-    table = [
-        {
-            "swap": f"{r.swap.axis}: {_short(r.swap.base)} -> {_short(r.swap.level)}",
-            "by": r.by,
-            "under_base": f"{_short(r.by_base)}: {_interval_cell(r.under_base.interval)}",
-            "under_level": f"{_short(r.by_level)}: {_interval_cell(r.under_level.interval)}",
-            "difference": _interval_cell(r.difference),
-        }
-        for r in rows
-    ]
-    text = (
-        "The effect of each swap (change in test error, points; mean [95% CI] over seeds) when another axis "
-        "is held at each of its levels, and the difference between the two (the effect at the other level "
-        "minus the effect at the first: the interaction, paired by seed). A difference whose interval excludes "
-        "0 suggests that the swap's effect depends on that axis. A and B's interaction appears twice (A under "
-        "B, B under A), with the same difference when every run finished; with k axes there are k(k-1)/2 "
-        "distinct ones, each at 95% without correction for testing several, so with 4 axes about 0.3 of them "
-        "exclude 0 by chance alone."
-    )
-    columns = {
-        "swap": "swap",
-        "by": "under",
-        "under_base": "effect at its first level",
-        "under_level": "effect at the other level",
-        "difference": "difference",
-    }
-    return ["## Two-way interactions", text, _markdown_table(table, columns)], table
 
 
 def _is_walk(forward: list[Any], reverse: list[Any]) -> bool:
@@ -391,8 +228,8 @@ def path_section(
                     "label": step.label,
                     "test_error": step.level.text(),
                     "test_error_mean": round(step.level.mean, 4),
-                    "change": _interval_cell(step.change) if step.change else "",
-                    "from_start": _interval_cell(step.from_start) if step.from_start else "",
+                    "change": interval_cell(step.change) if step.change else "",
+                    "from_start": interval_cell(step.from_start) if step.from_start else "",
                     "seeds": step.level.n,
                 }
             )
@@ -400,7 +237,7 @@ def path_section(
             "## The path, one change at a time",
             "Test error (%) of each step (mean +- 95% CI half-width over seeds), and its change from the step "
             "before and from the start (points, mean [95% CI], paired by seed).",
-            _markdown_table(
+            markdown_table(
                 rows,
                 {
                     "step": "step",
@@ -422,7 +259,7 @@ def path_section(
                     "view": "reverse",
                     "label": label,
                     "test_error": stats.t_interval(values[s] for s in sorted(values)).text(),
-                    "change": _interval_cell(change),
+                    "change": interval_cell(change),
                     "seeds": change.n,
                 }
                 for (label, values), (_, change) in zip(reverse, stats.undone(reference[1], reverse), strict=True)
@@ -434,7 +271,7 @@ def path_section(
                 f"(the forward path's last step, {reference[0]}: test error "
                 f"{stats.t_interval(reference[1][s] for s in sorted(reference[1])).text()}%): what each change "
                 "still buys once all the others are made.",
-                _markdown_table(
+                markdown_table(
                     reverse_rows,
                     {
                         "label": "variant",
@@ -476,7 +313,15 @@ def unfinished_section(jobs: list[Job]) -> list[str]:
             }
         )
     columns = {"job": "job dir", "status": "status", "epochs logged": "epochs logged", "last val acc": "last val acc %"}
-    return [*parts, _markdown_table(rows, columns)]
+    return [*parts, markdown_table(rows, columns)]
+
+
+def _paired(comparisons: list[report_paired.Comparison], out_dir: Path) -> list[str]:
+    """The McNemar section, and mcnemar.csv where there are tables."""
+    section, rows = report_paired.paired_section(comparisons)
+    if rows:
+        write_csv(rows, out_dir / "mcnemar.csv")
+    return section
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,14 +334,17 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
     rows = configuration_rows(sweep)
     forward, reverse = path_data(sweep)
     is_path = bool(forward or reverse)
-    effects = stats.main_effects(sweep.cells(_test_error), *_axes(sweep)) if not is_path else []
-    _write_csv(rows, out_dir / "configurations.csv")
-    held_out = held_out_effects(sweep) if sweep.tuned else {}
-    _write_csv(effect_rows(effects, held_out) or [{"axis": "", "change": "", "pairs": 0}], out_dir / "effects.csv")
+    cells = sweep.cells(_test_error)
+    effects = stats.main_effects(cells, *_axes(sweep)) if not is_path else []
+    fit, why_not = report_factorial.fit_model(sweep, cells) if not is_path else (None, "")
+    held_out = report_factorial.held_out_effects(sweep, cells)
+    write_csv(rows, out_dir / "configurations.csv")
+    effect_rows = report_factorial.effect_rows(effects, fit, held_out)
+    write_csv(effect_rows or [{"axis": "", "change": "", "pairs": 0}], out_dir / "effects.csv")
     series = []
     for row in rows:  # best first, as in the table
         config = tuple(row[a] for a in sweep.config_axes)
-        series.append((" / ".join(map(_short, config)) or "(one configuration)", sweep.groups.get(config, [])))
+        series.append((" / ".join(map(short, config)) or "(one configuration)", sweep.groups.get(config, [])))
     report_plots.plot_val_acc(series, " / ".join(sweep.config_axes), out_dir / "val_acc.png")
     plots = ["![validation accuracy per epoch](val_acc.png)"]
     per_pass = {j.path.name: j.per_pass for j in sweep.jobs if j.per_pass and not j.damaged}
@@ -505,7 +353,7 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
 
     display = []
     for row in rows:  # display forms of the CSV's numbers
-        shown = dict(row) | {a: _short(str(row[a])) for a in sweep.config_axes}
+        shown = dict(row) | {a: short(str(row[a])) for a in sweep.config_axes}
         if "test_acc_mean" in row:
             ci = f"{row['test_acc_ci95']:.2f}" if row["test_acc_ci95"] != "" else "n/a (1 seed)"
             shown["test_acc"] = f"{row['test_acc_mean']:.2f} +- {ci}"
@@ -539,17 +387,17 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
     if sweep.tuned:
         section, selection_rows = selection_section(sweep)
         parts += section
-        _write_csv(selection_rows, out_dir / "selection.csv")
+        write_csv(selection_rows, out_dir / "selection.csv")
         report_plots.plot_selection(sweep.tuned, sweep.plan.tune, sweep.config_axes, out_dir / "lr_selection.png")
         plots.append("![validation accuracy per candidate learning rate](lr_selection.png)")
     parts += [
         "## Configurations" + (" at the chosen learning rate" if sweep.tuned else "") + " (best first)",
-        _markdown_table(display, columns),
+        markdown_table(display, columns),
     ]
     if is_path:
         section, path_rows = path_section(forward, reverse)
         parts += section
-        _write_csv(path_rows, out_dir / "path.csv")
+        write_csv(path_rows, out_dir / "path.csv")
         if _is_walk(forward, reverse):
             report_plots.plot_waterfall(stats.path(forward), out_dir / "path.png")
             plots.append("![test error along the path](path.png)")
@@ -558,24 +406,32 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
             end_point = stats.t_interval(end[s] for s in sorted(end))
             report_plots.plot_reverse(stats.undone(end, reverse), out_dir / "path_reverse.png", end_point)
             plots.append("![the end point with one change undone](path_reverse.png)")
+        parts += _paired(report_paired.path_comparisons(sweep), out_dir)
     else:
-        parts += effects_section(sweep, effects, held_out)
-        report_plots.plot_effects(effects, out_dir / "effects.png")
+        parts += report_factorial.effects_section(sweep, cells, effects, fit, why_not, held_out)
+        report_plots.plot_effects(effects, out_dir / "effects.png", fit)
         plots.append("![main effects with 95% confidence intervals](effects.png)")
+        if fit is not None:
+            parts += report_factorial.resolved_lines(fit)
         if any(e.pairs for e in effects):
             by_budget = budget_effects(sweep)
             section, budget_rows = budget_section(by_budget)
             parts += section
-            _write_csv(budget_rows, out_dir / "budget.csv")
+            write_csv(budget_rows, out_dir / "budget.csv")
             report_plots.plot_budget(by_budget, out_dir / "budget.png")
             plots.append("![main effects against the training budget](budget.png)")
             if len(sweep.config_axes) >= 2:
-                found = stats.interactions(sweep.cells(_test_error), *_axes(sweep))
-                section, interaction_rows = interaction_section(found)
-                parts += section
-                _write_csv(interaction_rows, out_dir / "interactions.csv")
+                found = stats.interactions(cells, *_axes(sweep))
+                if fit is not None:
+                    section, interaction_rows = report_factorial.interaction_section(fit)
+                    parts += section
+                    write_csv(interaction_rows, out_dir / "interactions.csv")
+                else:
+                    parts += report_factorial.conditional_section(found)
+                write_csv(report_factorial.conditional_rows(found), out_dir / "conditional_effects.csv")
                 report_plots.plot_interactions(effects, found, out_dir / "interactions.png")
-                plots.append("![two-way interactions](interactions.png)")
+                plots.append("![each swap under each level of another axis](interactions.png)")
+        parts += _paired(report_paired.factorial_comparisons(sweep), out_dir)
     if per_pass:
         last = [rows_[-1] for rows_ in per_pass.values()]
         parts += [

@@ -17,6 +17,8 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import MaxNLocator
 
 from lenet_pl import stats
+from lenet_pl.factorial import FactorialAnalysis
+from lenet_pl.report_format import p_text
 from lenet_pl.sweeps import Job
 
 BETTER, WORSE, NEUTRAL = "tab:green", "tab:red", "tab:gray"
@@ -91,25 +93,66 @@ def plot_val_acc(series: list[tuple[str, list[Job]]], legend_title: str, path: P
     _save(fig, path)
 
 
-def plot_effects(effects: list[stats.Effect], path: Path) -> None:
-    """Horizontal bars: the mean change in test error per swap, with its 95% confidence interval."""
+def plot_effects(effects: list[stats.Effect], path: Path, fit: FactorialAnalysis | None = None) -> None:
+    """Horizontal bars: the change in test error per swap with its 95% CI; with `fit`, the linear model's
+    estimate and CI, the seed-level t-interval below each bar in gray, and the minimum detectable effect."""
     shown = [e for e in effects if e.pairs]
-    fig, ax = plt.subplots(figsize=(9, max(3.0, 1.4 + 0.6 * len(shown))))
-    means = [e.interval.mean for e in shown]
-    ax.barh(
-        [f"{e.axis}: {_short(e.base)} -> {_short(e.level)}" for e in shown],
-        means,
-        xerr=_errors([e.interval for e in shown]),
-        color=[_color(m) for m in means],
-        capsize=4,
-    )
-    for y, e in enumerate(shown):
-        _label_bar(ax, y, e.interval)
+    if fit is None:
+        intervals = [e.interval for e in shown]
+    else:  # the model's estimate and interval, drawn like the seed-level ones
+        terms = [fit.term(e.axis) for e in shown]
+        intervals = [stats.Interval(t.effect, t.low, t.high, fit.runs, fit.confidence) for t in terms]
+    fig, ax = plt.subplots(figsize=(11 if fit else 9, max(3.2, 1.6 + (0.9 if fit else 0.6) * len(shown))))
+    means = [i.mean for i in intervals]
+    labels = [f"{e.axis}:\n{_short(e.base)} -> {_short(e.level)}" for e in shown]
+    ys = list(range(len(shown)))
+    ax.barh(ys, means, height=0.5 if fit else 0.8, xerr=_errors(intervals), color=[_color(m) for m in means], capsize=4)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(labels)
+    if fit is None:
+        for y, interval in zip(ys, intervals, strict=True):
+            _label_bar(ax, y, interval)
+        ax.set_xlabel("change in test error (percentage points; < 0 is better): mean over seeds, 95% CI")
+    else:
+        column = ax.get_yaxis_transform()  # x in axes coordinates, y in data: a column right of the plot
+        ax.text(1.02, -0.55, "linear model [95% CI], p", transform=column, fontsize=8, fontweight="bold", va="center")
+        for y, term, e in zip(ys, terms, shown, strict=True):
+            ax.text(
+                1.02,
+                y,
+                f"{term.effect:+.2f} [{term.low:+.2f}, {term.high:+.2f}]\n"
+                f"p {p_text(term.p)}, Holm {p_text(term.p_holm)}",
+                transform=column,
+                fontsize=8,
+                va="center",
+            )
+            seed_t = e.interval
+            if seed_t.has_interval:
+                ax.errorbar(
+                    [seed_t.mean],
+                    [y + 0.38],
+                    xerr=[[seed_t.mean - seed_t.low], [seed_t.high - seed_t.mean]],
+                    fmt="o",
+                    markersize=3,
+                    color=NEUTRAL,
+                    capsize=3,
+                    linewidth=1,
+                    label="seed-level t, 95% CI" if y == 0 else None,
+                )
+        mde = statistics.fmean(t.mde for t in terms) if terms else 0.0
+        for side in (-1, 1):
+            ax.axvline(
+                side * mde, color=NEUTRAL, linestyle=":", linewidth=1, label="+- MDE (80% power)" if side > 0 else None
+            )
+        ax.set_xlabel(
+            f"change in test error (percentage points; < 0 is better): linear model, 95% CI "
+            f"({fit.residual_df} residual df)"
+        )
+        ax.legend(fontsize=8, loc="best")
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.invert_yaxis()
-    ax.use_sticky_edges = False  # room on both sides of 0 for the labels
-    ax.margins(x=0.3)
-    ax.set_xlabel("change in test error (percentage points; < 0 is better): mean over seeds, 95% CI")
+    ax.set_ylim(max(len(shown), 1) - 0.4, -0.6)  # the first swap on top
+    ax.use_sticky_edges = False  # room on both sides of 0 for the labels beside the bars
+    ax.margins(x=0.35 if fit is None else 0.1)
     ax.set_title("main effect of swapping one axis" if shown else "no paired runs to compare")
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
