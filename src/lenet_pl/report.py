@@ -152,10 +152,12 @@ def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
                 candidates.append(
                     f"{value:g}: {100 * s.scores[value]:.2f}" + (" (chosen)" if value == s.chosen else "")
                 )
-            elif tune.screened and value in s.first_seed and value not in t.finalists:  # screened out
-                candidates.append(f"{value:g}: ({100 * s.first_seed[value]:.2f} on seed {first} alone)")
+            elif tune.screened and value in s.lost and value in s.first_seed and value not in t.finalists:
+                candidates.append(f"{value:g}: ({100 * s.first_seed[value]:.2f} on seed {first} alone)")  # screened out
             elif value in s.lost:
                 candidates.append(f"{value:g}: lost ({textwrap.shorten(s.lost[value], 100)})")
+            elif value in s.first_seed and len(tune.seeds) > 1:  # the later seeds have not reported yet
+                candidates.append(f"{value:g}: {100 * s.first_seed[value]:.2f} on seed {first}, later seeds pending")
             else:
                 candidates.append(f"{value:g}: pending")
         row = dict(zip(sweep.config_axes, map(short, sweep.key(t.config)), strict=True)) | {
