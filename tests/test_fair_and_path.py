@@ -64,7 +64,7 @@ def write_job(
     path_step: dict | None = None,
     epochs: int = 5,
 ) -> Path:
-    """A job dir as train.py leaves it (named like issue 15 might name it: the report must not read the name)."""
+    """A job dir as train.py leaves it (named unlike train.py names them: the report must not read the name)."""
     job = sweep / f"job{num:03d}"
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"{k}={v}" for k, v in overrides.items()]))

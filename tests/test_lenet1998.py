@@ -357,7 +357,7 @@ def sdlm_steps_on_real_mnist(root, seed: int, steps: int = 200) -> tuple[tuple, 
 
 def test_a_few_hundred_sdlm_steps_on_real_mnist_train_lenet1998(real_mnist_root):
     # A 200-step trajectory differs between CPUs (and thread counts): assert what held with a wide
-    # margin for seeds 0, 1, 2 at 1 and 2 threads, with and without oneDNN (README, lenet1998):
+    # margin for seeds 0, 1, 2 at 1 and 2 threads, with and without oneDNN (docs/reproducing-1998.md):
     # loss 83.9 -> 20.5-20.8, accuracy 5-12% -> 77.5-78.1% on 1,000 test digits.
     (loss_before, acc_before), (loss_after, acc_after), state = sdlm_steps_on_real_mnist(real_mnist_root, seed=0)
     assert acc_before < 0.3
@@ -371,7 +371,7 @@ def test_a_few_hundred_sdlm_steps_on_real_mnist_train_lenet1998(real_mnist_root)
 @pytest.mark.parametrize(("augment", "max_error"), [("none", 0.014), ("distortions", 0.011)])
 def test_lenet1998_under_the_papers_protocol_after_20_passes(real_mnist_root, tmp_path, augment, max_error):
     # The mean over seeds 0, 1, 2 as a sweep on the joblib launcher, one thread per job. Measured
-    # (README): 1.30% and 1.01%; the paper's 0.95% and 0.8% are not reached with its curvature.
+    # (docs/reproducing-1998.md): 1.30% and 1.01%; the paper's 0.95% and 0.8% are not reached with its curvature.
     sweep = tmp_path / "sweep"
     result = run_cli(
         "lenet_pl.train",

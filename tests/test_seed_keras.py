@@ -64,4 +64,4 @@ def test_seed_keras_training_setup_is_the_articles():
 def test_seed_keras_reaches_the_articles_accuracy_after_20_epochs(real_mnist_root, tmp_path):
     metrics = train_to_metrics(real_mnist_root, tmp_path / "run", "experiment=seed_keras", timeout=3 * 3600)
     assert metrics["epochs"] == 20
-    assert 0.96 <= metrics["test/acc"] <= 0.975  # the target; the article reports about 96%
+    assert 0.96 <= metrics["test/acc"] <= 0.975  # the article reports about 96%

@@ -3,7 +3,7 @@
 Each is a Lightning callback with its own config in conf/callbacks/ (all on in `default`); turn
 one off with e.g. `python -m lenet_pl.train '~callbacks.weight_histograms'`. They write to the
 run's TensorBoardLogger and do nothing without one. They stay cheap (well under 5% of an epoch,
-measured in the README): the pictures are drawn with PIL and need a few extra forward passes at
+measured in docs/tensorboard.md): the pictures are drawn with PIL and need a few extra forward passes at
 most every few epochs, the histograms one pass over the weights, the graph one trace after the
 last epoch, the layers' figure (matplotlib, shared with `lenet_pl.inside`) half a second every few epochs.
 The picture helpers are shared with `lenet_pl.evaluate`.

@@ -168,7 +168,8 @@ def hessian_row_magnitude(
     also counts how strongly w_k interacts with the other weights (weights shared over many
     positions, units that saturate). This project's SDLM used it before the paper's recursion was
     written; it is kept as `callbacks.sdlm_curvature.estimate=hessian_row_magnitude` because, unlike
-    the paper's estimate, it trains the literal 1998 set-up at a step size near the paper's (README).
+    the paper's estimate, it trains the literal 1998 set-up at a step size near the paper's
+    (docs/reproducing-1998.md).
     """
     params = [p for p in net.parameters() if p.requires_grad]
     with torch.enable_grad():

@@ -57,7 +57,7 @@ def to_torchscript(
 ) -> tuple[bytes, Callable[[Tensor], Tensor]]:
     """The TorchScript file's bytes (traced), and the model loaded back from them.
 
-    torch deprecates TorchScript in favour of torch.export; it still runs, and the README says to
+    torch deprecates TorchScript in favour of torch.export; it still runs, and docs/using-a-model.md says to
     prefer ONNX, so its FutureWarnings are not repeated on every export.
     """
     buffer = io.BytesIO()

@@ -21,7 +21,7 @@ is the same either way, so to first order (the weights move little within B samp
 step of B x eta moves the weights as far as the paper's B single-sample steps of eta:
 sum_b eta g_b / (mu + h) = B eta mean_b(g_b) / (mu + h). Hence lr = B x eta.
 
-What that gives in practice (README, "Results on real MNIST"): with the paper's initialisation the
+What that gives in practice (docs/reproducing-1998.md, "Results on real MNIST"): with the paper's initialisation the
 paper's h_kk is far below mu for almost every weight, so the step is ~eta/mu x gradient, and at
 the paper's eta every unit saturates within 10 steps, per sample as well as in batches. The
 `lenet1998` preset therefore takes lr = B x eta / 64, the largest power-of-two fraction that

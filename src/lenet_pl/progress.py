@@ -130,7 +130,7 @@ class SweepWatch:
     def refresh(self) -> Counts:
         counts = self.count()
         if self._initial_returned is None:
-            self._initial_returned = counts.returned  # kept from an earlier attempt: not this session's pace
+            self._initial_returned = counts.returned  # kept from an earlier attempt: not this invocation's pace
         best = f"best val acc {100 * counts.best[0]:.2f}% ({counts.best[1]})" if counts.best else "no result yet"
         status = f"{counts.failed} failed, {counts.running} running; {best}"
         if self.bar_wanted:
