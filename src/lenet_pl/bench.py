@@ -644,7 +644,7 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return command(run, argv, lambda: arguments().format_help())
+    return command(run, argv, lambda: arguments().format_help(), renamed=("--json", "data_root", "paths.data_dir"))
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def draw(args: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return command(draw, argv, lambda: arguments().format_help())
+    return command(draw, argv, lambda: arguments().format_help(), renamed=("--out",))
 
 
 if __name__ == "__main__":

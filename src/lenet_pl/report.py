@@ -608,7 +608,7 @@ def run(args: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return command(run, argv, lambda: arguments().format_help())
+    return command(run, argv, lambda: arguments().format_help(), renamed=("--out",))
 
 
 if __name__ == "__main__":

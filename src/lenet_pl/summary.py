@@ -45,7 +45,7 @@ def show(args: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return command(show, argv, help_text)
+    return command(show, argv, help_text, renamed=("data_root", "paths.data_dir"))
 
 
 if __name__ == "__main__":

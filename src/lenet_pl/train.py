@@ -170,7 +170,7 @@ def cli() -> None:
     # print a traceback of their own; the run's own error (below) says what happened, once.
     threading.excepthook = _quiet_about_the_disk(threading.excepthook)
     logging.raiseExceptions = False
-    sys.exit(hydra_app(main, explain=_user_facing))
+    sys.exit(hydra_app(main, explain=_user_facing, renamed=("data_root", "paths.data_dir")))
 
 
 def _quiet_about_the_disk(

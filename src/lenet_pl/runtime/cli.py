@@ -18,7 +18,7 @@ its traceback.
 import argparse
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, NoReturn
 
 import torch
@@ -37,8 +37,8 @@ EXIT_CODES = (
     "1 it ran and failed (training diverged, a sweep job failed, the disk filled up, an input was unreadable), "
     "or a bug (with its traceback)."
 )
-# Old names of keys that now have one name in every command, with what they name. Refused, never mapped to
-# the new name, so that scripts say each thing one way too.
+# Old names of keys that now have one name in every command: the new name and what it names. Each command
+# refuses those whose new name it takes, never mapping them to it, so that scripts say each thing one way too.
 RENAMED = {
     "data_root": ("data.root", "the data set's folder"),
     "paths.data_dir": ("data.root", "the data set's folder"),
@@ -49,38 +49,44 @@ RENAMED = {
 _OURS = "LENET_PL_SET_HYDRA_FULL_ERROR"  # marks HYDRA_FULL_ERROR=1 as set by `hydra_app`, not by the user
 
 
-def command(job: Callable[[list[str]], int], argv: Sequence[str] | None, help_text: Callable[[], str]) -> int:
+def command(
+    job: Callable[[list[str]], int],
+    argv: Sequence[str] | None,
+    help_text: Callable[[], str],
+    renamed: Collection[str] = (),
+) -> int:
     """Run `job` on the arguments (sys.argv's when `argv` is None) and return the exit code: `--help`
-    answered, old names refused, a user's error (or a full disk) printed as one line."""
+    answered, the old names `renamed` (keys of RENAMED) refused, a user's error (or a full disk) printed
+    as one line."""
     args = list(sys.argv[1:] if argv is None else argv)
     if any(arg in HELP for arg in args):
         print(help_text())
         return OK
     try:
-        refuse_old_names(args)
+        refuse_old_names(args, renamed)
         return job(args)
     except (UserError, HydraException) as err:
-        return report(err)
+        return print_error(err)
     except OSError as err:
         if (disk := disk_error(err)) is None:
             raise
         message, _ = what_failed(disk)
         advice = "Free some space or make it writable, or write elsewhere (output=... or --output ...), and run again."
-        return report(OutputError(f"{message} {advice}"))
+        return print_error(OutputError(f"{message} {advice}"))
 
 
-def report(err: BaseException) -> int:
+def print_error(err: BaseException) -> int:
     """Print a user's error as one line on stderr; return its exit code."""
     print(f"error: {' '.join(user_message(err).split())}", file=sys.stderr)
     return getattr(user_cause(err), "exit_code", USAGE)  # Hydra's own errors are the user's command line
 
 
-def refuse_old_names(args: Iterable[str]) -> None:
-    """A UserError naming the new name for the first argument that uses an old one (`RENAMED`)."""
+def refuse_old_names(args: Iterable[str], renamed: Collection[str]) -> None:
+    """A UserError naming the new name for the first argument that uses one of the old names `renamed`."""
     for arg in args:
         name, _, value = arg.partition("=")
         old = name if name.startswith("-") else name.lstrip("+~")
-        if old in RENAMED:
+        if old in renamed:
             new, what = RENAMED[old]
             written = f"{new} {value or '...'}" if new.startswith("-") else f"{new}={value or '...'}"
             raise UserError(
@@ -104,7 +110,9 @@ def config_command(name: str, doc: str, job: Callable[[DictConfig], int], argv: 
             torch.set_num_threads(cfg.threads)
         return job(cfg)
 
-    return command(composed, argv, lambda: config_help(name, doc))
+    keys = {key for key, _, _ in config_keys(name)}
+    renamed = [old for old, (new, _) in RENAMED.items() if new in keys]
+    return command(composed, argv, lambda: config_help(name, doc), renamed)
 
 
 def config_help(name: str, doc: str) -> str:
@@ -156,7 +164,11 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{message} (`{self.prog} --help` lists the arguments).")
 
 
-def hydra_app(app: Callable[[], Any], explain: Callable[[Exception], UserError | HydraException | None]) -> int:
+def hydra_app(
+    app: Callable[[], Any],
+    explain: Callable[[Exception], UserError | HydraException | None],
+    renamed: Collection[str] = (),
+) -> int:
     """Run a `@hydra.main` app (which reads sys.argv itself) and return the exit code.
 
     Hydra prints an error raised outside the job (composition, its run dir not writable, a failed sweep
@@ -165,9 +177,9 @@ def hydra_app(app: Callable[[], Any], explain: Callable[[Exception], UserError |
     traceback. HYDRA_FULL_ERROR=1 set by the user keeps Hydra's own behaviour: full tracebacks.
     """
     try:
-        refuse_old_names(sys.argv[1:])
+        refuse_old_names(sys.argv[1:], renamed)
     except UserError as err:
-        return report(err)
+        return print_error(err)
     if os.environ.get("HYDRA_FULL_ERROR") == "1" and not os.environ.get(_OURS):
         app()
         return OK
@@ -178,5 +190,5 @@ def hydra_app(app: Callable[[], Any], explain: Callable[[Exception], UserError |
     except Exception as err:
         if (user_error := explain(err)) is None:
             raise
-        return report(user_error)
+        return print_error(user_error)
     return OK
