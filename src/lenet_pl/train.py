@@ -188,6 +188,11 @@ def _quiet_about_the_disk(
 
 def _user_facing(err: Exception) -> UserError | HydraException | None:
     """The user's error that `err` stands for (one line, with its exit code), or None for a bug."""
+    sweep = "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]
+    if sweep and user_cause(err) is not None:  # raised by a job (composing the sweep raises Hydra's errors)
+        return RunFailed(
+            f"a job of the sweep failed (the others ran; each failed job's dir holds failure.json): {user_message(err)}"
+        )
     if isinstance(err, OutputError):
         return err
     if (disk := disk_error(err)) is not None:  # before the run started: its dir, logs or .hydra files
@@ -199,11 +204,6 @@ def _user_facing(err: Exception) -> UserError | HydraException | None:
                 f" Its folder, which held only Hydra's start-up files, was removed: {', '.join(map(str, removed))}."
             )
         return OutputError(message)
-    sweep = "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]
-    if sweep and user_cause(err) is not None:  # raised by a job (composing the sweep raises Hydra's errors)
-        return RunFailed(
-            f"a job of the sweep failed (the others ran; each failed job's dir holds failure.json): {user_message(err)}"
-        )
     if isinstance(err, UserError | HydraException):  # HydraException: composition, e.g. an unknown choice
         return err
     return None
