@@ -18,10 +18,10 @@ from omegaconf import OmegaConf
 
 from conftest import run_together
 from lenet_pl import bench
+from lenet_pl.build import build
 from lenet_pl.config import compose_config, validate
 from lenet_pl.data import MNISTDataModule, resolve_device
 from lenet_pl.errors import ConfigError
-from lenet_pl.train import build
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where there is no CUDA")
@@ -50,7 +50,7 @@ def test_bench_prints_well_formed_results(synthetic_root, tmp_path, capsys, prec
     overrides.append(f"precision={precision}")
     tta = ["--tta", "experiment=fast", *(f"--tta={o}" for o in [*overrides, "trainer.max_epochs=2"])]
     argv = ["--steps", "4", "--warmup", "1", "--repeats", "2", "--paired-steps", "6", "--target", "0.5", *tta]
-    argv += ["--json", str(json_path)]
+    argv += ["--output", str(json_path)]
     assert bench.main([*argv, *overrides]) == 0
     fields = parse_report(capsys.readouterr().out)
 
@@ -114,10 +114,9 @@ def test_paired_summary_takes_whole_blocks_and_reports_the_quieter_half():
     [(["--steps", "0"], "--steps=0"), (["--target", "1.5"], "--target=1.5"), (["--repeats", "-1"], "--repeats=-1")],
 )
 def test_bench_rejects_bad_options(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        bench.parse_args(argv)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
 def test_bench_options_and_overrides_mix_and_the_fit_inherits_data_and_threads():
@@ -329,7 +328,7 @@ import resource, sys, torch
 from hydra.utils import instantiate
 from lenet_pl.bench import time_plain
 from lenet_pl.config import compose_config
-from lenet_pl.train import configure_process
+from lenet_pl.build import configure_process
 cfg = compose_config(["experiment=fast", f"data.root={sys.argv[1]}", "data.verify=false", "data.val_size=200",
                       "threads=1", f"keep_freed_memory={sys.argv[2]}"])
 configure_process(cfg)
@@ -404,6 +403,6 @@ def test_time_to_accuracy_per_seed_reports_each_seed_and_the_slowest(monkeypatch
     ],
 )
 def test_bench_rejects_option_mixes_that_measure_nothing_or_twice(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        bench.parse_args(argv)
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1

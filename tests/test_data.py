@@ -321,8 +321,8 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def refusal(run_dir: Path, exit_code: int, output: str) -> str:
-    """The one-paragraph message of a run refused before training (exit 1, failure.json, no traceback)."""
-    assert exit_code == 1, output[-3000:]
+    """The one-paragraph message of a run refused before training (exit 2, failure.json, no traceback)."""
+    assert exit_code == 2, output[-3000:]
     assert "Traceback" not in output
     failure = json.loads((run_dir / "failure.json").read_text())
     assert failure["error"] == "DataError" and not failure["is_result"]

@@ -56,7 +56,7 @@ def test_evaluate_rebuilds_the_1998_model_from_its_checkpoint_alone(rbf_run: Pat
     trained = json.loads((rbf_run / "metrics.json").read_text())["metrics"]
     ckpt = Path(trained["best_checkpoint"])
     output_dir = tmp_path / "report"
-    assert main([f"ckpt_path={ckpt}", f"output_dir={output_dir}"]) == 0
+    assert main([f"ckpt_path={ckpt}", f"output={output_dir}"]) == 0
     report = json.loads((output_dir / "evaluation.json").read_text())
     assert report["checkpoint"] == str(ckpt) and report["test_digits"] == 300
     assert report["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-4)
@@ -105,7 +105,7 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, capsys, args: list[str], e
 def test_evaluate_on_the_gpu_matches_the_cpu(mnist_run: Path, tmp_path: Path):
     reports = {}
     for device in ("cpu", "cuda"):
-        assert main([f"ckpt_path={mnist_run}", f"device={device}", f"output_dir={tmp_path / device}"]) == 0
+        assert main([f"ckpt_path={mnist_run}", f"device={device}", f"output={tmp_path / device}"]) == 0
         reports[device] = json.loads((tmp_path / device / "evaluation.json").read_text())
     assert reports["cuda"]["test/acc"] == pytest.approx(reports["cpu"]["test/acc"], abs=1e-4)
     assert reports["cuda"]["test/loss"] == pytest.approx(reports["cpu"]["test/loss"], abs=1e-4)

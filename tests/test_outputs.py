@@ -349,7 +349,7 @@ def test_the_report_marks_each_job_with_a_damaged_file_and_reports_the_rest(tmp_
         if name == "failure.json":
             (jobs[num] / name).write_text(json.dumps({"error": "TrainingDiverged", "message": "loss is nan"}))
         damage(jobs[num] / name, how)
-    assert main([str(sweep), "--out", str(tmp_path / "out")]) == 0
+    assert main([str(sweep), "--output", str(tmp_path / "out")]) == 0
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "4 finished, 0 failed, 4 with a damaged file (listed below), 0 running" in markdown
     for num in failed:
@@ -443,7 +443,7 @@ def command_main(command: str, run_dir: Path, tmp_path: Path) -> tuple[int, str]
     digit = tmp_path / "digit.png"
     Image.fromarray(synthetic_digits(1, seed=3)[0][0].numpy()).save(digit)
     extra = {
-        "evaluate": [f"output_dir={tmp_path / 'eval'}"],
+        "evaluate": [f"output={tmp_path / 'eval'}"],
         "predict": [f"inputs={digit}"],
         "export": [f"output={tmp_path / 'model.onnx'}"],
         "inside": [f"output={tmp_path / 'inside.png'}"],
@@ -496,7 +496,7 @@ def test_error_per_pass_refuses_a_damaged_csv_in_one_paragraph(tmp_path, how):
         runs.append(str(run))
     damage(tmp_path / "bad" / "error_per_pass.csv", how)
     with _captured() as err:
-        code = main([*runs, "--out", str(tmp_path / "fig.png")])
+        code = main([*runs, "--output", str(tmp_path / "fig.png")])
     message = one_paragraph(code, err.getvalue())
     assert message.startswith(f"error: {tmp_path / 'bad' / 'error_per_pass.csv'} ")
     assert not (tmp_path / "fig.png").exists()
@@ -514,7 +514,7 @@ def test_resuming_with_ckpt_path_last_refuses_an_earlier_runs_damaged_config(
     args = tiny_args(write_dataset(tmp_path / "data"), run, f"paths.output_root={outputs}", "ckpt_path=last")
     code = train_in_process(*args)
     output = "".join(capfd.readouterr())
-    assert code == 1 and "Traceback" not in output
+    assert code == 2 and "Traceback" not in output
     failure = json.loads((run / "failure.json").read_text())
     assert failure["error"] == "RunFileError" and not failure["is_result"]
     assert failure["message"].startswith(f"{earlier / '.hydra' / 'config.yaml'} ")

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from lenet_pl import bench, config, train
+from lenet_pl import bench, config
+from lenet_pl.build import build
 from lenet_pl.config import compose_config
 from lenet_pl.errors import ConfigError
-from lenet_pl.train import build
 
 # Presets that reproduce a published number: they must stay in fp32 whatever the default becomes.
 PUBLISHED = ("classic", "seed_keras", "lenet1998")
@@ -72,7 +72,7 @@ def test_bf16_trains_on_the_cpu_with_bf16_activations_and_fp32_weights(synthetic
     ],
 )
 def test_the_log_says_whether_this_cpu_runs_bf16_natively(monkeypatch, caplog, tmp_path, units, level, words):
-    monkeypatch.setattr(train, "cpu_bf16_units", lambda: units)
+    monkeypatch.setattr("lenet_pl.build.cpu_bf16_units", lambda: units)
     quiet = ["trainer=cpu", "logger=none", "callbacks=none", f"paths.output_dir={tmp_path}"]
     with caplog.at_level(logging.INFO, logger="lenet_pl"):
         build(compose_config(["precision=bf16", *quiet]))

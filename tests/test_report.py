@@ -460,7 +460,7 @@ def test_damaged_and_mismatched_prediction_files_are_listed_and_the_report_goes_
     write_run(tmp_path / "elsewhere", 0, {"seed": "2"}, 7.5, 0.995, range(100, 115), images_seed=9)
     (other / TEST_PREDICTIONS).write_bytes((tmp_path / "elsewhere" / "job000" / TEST_PREDICTIONS).read_bytes())
 
-    assert main([str(sweep), "--out", str(tmp_path / "out")]) == 0
+    assert main([str(sweep), "--output", str(tmp_path / "out")]) == 0
     markdown = (tmp_path / "out" / "report.md").read_text()
     section = markdown.split("## Paired per-digit tests (McNemar)")[1].split("\n## ")[0]
     assert "- `job004`: damaged, left out: " in section and "cannot be read as a run's test predictions" in section

@@ -136,7 +136,7 @@ def test_ablation_on_joblib_runs_every_job_and_records_the_failed_one(tiny_ablat
 def test_report_on_the_ablation(tiny_ablation):
     sweep, _ = tiny_ablation
     out = sweep / "report"
-    result = run_cli("lenet_pl.report", str(sweep), "--out", str(out), cwd=sweep)
+    result = run_cli("lenet_pl.report", str(sweep), "--output", str(out), cwd=sweep)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 job dirs of 4 jobs in the sweep; 3 finished, 1 failed, 0 running" in result.stdout
     failed = result.stdout.split("## Runs without results")[1].split("##")[0]
@@ -273,7 +273,7 @@ def test_sweep_job_dirs_work_as_ckpt_path_on_the_command_line_as_written(tmp_pat
     job = sweep / names[1]
 
     # evaluate through the shell, unquoted, as a user pastes it; predict, export and resume beside it
-    command = f"{shlex.quote(sys.executable)} -m lenet_pl.evaluate ckpt_path={job} output_dir={tmp_path / 'eval'}"
+    command = f"{shlex.quote(sys.executable)} -m lenet_pl.evaluate ckpt_path={job} output={tmp_path / 'eval'}"
     digit = Image.fromarray(synthetic_digits(1, seed=3)[0][0].numpy())
     digit.save(tmp_path / "digit.png")
     train_args = [a for a in tiny_sweep_args(root, sweep) if a != "-m" and not a.startswith("hydra.sweep")]

@@ -16,7 +16,7 @@ way too: one fit in which every training step of (b) is followed by one step of 
 timed, the ratio taken over blocks of consecutive pairs (`--paired-steps`). Then, in a child
 process, it fits the fastest preset (`experiment=fast`) and reports the seconds from the
 start of `fit` until the test accuracy first reaches the target, and the child's peak RSS.
-Results are printed as `key: value` lines (and written as JSON with --json).
+Results are printed as `key: value` lines (and written as JSON with --output FILE).
 """
 
 import argparse
@@ -38,18 +38,17 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.errors import HydraException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
+from lenet_pl.build import build, configure_process
 from lenet_pl.config import compose_config, cpu_bf16_units
 from lenet_pl.data import MNISTDataModule, resolve_device
-from lenet_pl.errors import UserError, user_message
 from lenet_pl.module import make_scheduler
-from lenet_pl.train import build, configure_process
+from lenet_pl.runtime.cli import ArgumentParser, command
 
 PIPELINES = ("plain", "lightning", "naive")
 
@@ -573,11 +572,9 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m lenet_pl.bench",
-        description="Training throughput of the project vs a plain PyTorch loop and the tutorial pipeline.",
-    )
+def arguments() -> ArgumentParser:
+    """The command's options; `--help` prints them with the module's docstring."""
+    parser = ArgumentParser("bench", __doc__)
     parser.add_argument("--steps", type=int, default=150, help="timed training steps per run (default 150)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps before the clock starts (default 10)")
     parser.add_argument("--repeats", type=int, default=5, help="runs of each pipeline, interleaved (default 5)")
@@ -610,8 +607,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="OVERRIDE",
         help="an override of the time-to-accuracy run (repeatable; default: experiment=fast and the data.root given)",
     )
-    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--output", type=Path, help="also write the results to this JSON file")
     parser.add_argument("overrides", nargs="*", help="train.py overrides for the throughput runs, e.g. experiment=fast")
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The options and overrides of `argv`; a UserError for a bad one or a mix that measures nothing."""
+    parser = arguments()
     args = parser.parse_intermixed_args(argv)  # options may come after the overrides
     for key in ("steps", "repeats"):
         if getattr(args, key) < 1:
@@ -625,23 +628,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not 0 < args.target <= 1:
         parser.error(f"--target={args.target} is not allowed: it must be a test accuracy in (0, 1].")
     if args.tta_overrides is None:
-        inherited_keys = ("data.root", "paths.data_dir", "threads", "precision", "trainer.precision")
+        inherited_keys = ("data.root", "threads", "precision", "trainer.precision")
         inherited = [o for o in args.overrides if o.split("=", 1)[0] in inherited_keys]
         args.tta_overrides = ["experiment=fast", *inherited]
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        results = benchmark(args)
-    except (HydraException, UserError) as err:
-        print(f"error: {user_message(err)}", file=sys.stderr)
-        return 2
+def run(argv: list[str]) -> int:
+    args = parse_args(argv)
+    results = benchmark(args)
     print(report(results))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    if args.output:
+        args.output.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command(run, argv, lambda: arguments().format_help(), renamed=("--json", "data_root", "paths.data_dir"))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ one off with e.g. `python -m lenet_pl.train '~callbacks.weight_histograms'`. The
 run's TensorBoardLogger and do nothing without one. They stay cheap (well under 5% of an epoch,
 measured in docs/tensorboard.md): the pictures are drawn with PIL and need a few extra forward passes at
 most every few epochs, the histograms one pass over the weights, the graph one trace after the
-last epoch, the layers' figure (matplotlib, shared with `lenet_pl.inside`) half a second every few epochs.
-The picture helpers are shared with `lenet_pl.evaluate`.
+last epoch, the layers' figure (matplotlib, `lenet_pl.inside_view`, as `python -m lenet_pl.inside`
+draws it) half a second every few epochs. The picture helpers are shared with `lenet_pl.evaluate`.
 """
 
 import logging
@@ -22,7 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
-from lenet_pl.inside import inside_figure
+from lenet_pl.inside_view import inside_figure
 
 log = logging.getLogger("lenet_pl")
 

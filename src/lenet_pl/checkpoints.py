@@ -44,10 +44,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 # Keys that may differ between a run and the run it resumes: where things are, how fast it runs, what to resume
-# from, whether the data files are checked (runs from before data.verify existed resume too).
+# from, whether the data files are checked (runs from before data.verify existed resume too). data.root: the
+# data may move, and runs from before it had its own default said ${paths.data_dir}.
 _NOT_PART_OF_THE_RUN = (
     "ckpt_path",
     "paths",
+    "data.root",
     "hydra",
     "threads",
     "keep_freed_memory",

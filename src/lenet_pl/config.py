@@ -17,7 +17,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lenet_pl import CONFIG_DIR
-from lenet_pl.errors import ConfigError, UserError
+from lenet_pl.errors import ConfigError, UserError, hydra_message
 from lenet_pl.outputs import note_output_dir, read_yaml
 
 # The config groups a run swaps: they name runs and fill TensorBoard's hparams tab.
@@ -153,10 +153,12 @@ def compose_config(overrides: list[str] | None = None, config_name: str = "train
     As with `python -m lenet_pl.train`, `--config-dir DIR` adds a folder of the user's own configs
     (e.g. DIR/experiment/mine.yaml for `experiment=mine`) to Hydra's search path, ahead of ours;
     so does the override `hydra.searchpath=[file:///abs/DIR]`. Hydra's composition errors (unknown
-    group choice, malformed override) become ConfigErrors carrying Hydra's own message, which
-    lists the valid choices.
+    group choice, unknown key, malformed override) become ConfigErrors carrying Hydra's own message
+    in one line, with the valid choices.
     """
     overrides, dirs = user_config_dirs(list(overrides or []))
+    if options := [arg for arg in overrides if arg.startswith("-")]:
+        raise ConfigError(f"{options[0]} is not an option: arguments are key=value (--help lists the keys).")
     for folder in dirs:
         if not Path(folder).is_dir():
             raise ConfigError(f"--config-dir {folder!r} is not a folder: give the folder that holds your own configs.")
@@ -166,7 +168,7 @@ def compose_config(overrides: list[str] | None = None, config_name: str = "train
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             return compose(config_name=config_name, overrides=overrides)
     except HydraException as err:
-        raise ConfigError(str(err).strip()) from err
+        raise ConfigError(hydra_message(err)) from err
 
 
 def _is_int(value: Any) -> bool:

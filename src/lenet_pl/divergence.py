@@ -7,11 +7,11 @@ from typing import Any
 import lightning as L
 import torch
 
-from lenet_pl.errors import ConfigError, UserError
+from lenet_pl.errors import ConfigError, RunFailed
 
 
-class TrainingDiverged(UserError, RuntimeError):
-    """The training loss or the weights became NaN or infinite."""
+class TrainingDiverged(RunFailed, RuntimeError):
+    """The training loss or the weights became NaN or infinite: the run's result, not a mistake in the command."""
 
 
 class DivergenceGuard(L.Callback):

@@ -1,4 +1,5 @@
-"""Training and test error after every pass, as in the 1998 paper's Fig. 5, and its plot.
+"""Training and test error after every pass, as in the 1998 paper's Fig. 5: the callback, and the command
+that draws several runs in one figure (the CSV's reader and the plot: lenet_pl.per_pass).
 
 The paper draws the error on the whole training set and on the test set after each of its 20
 passes. The test curve here is the same monitoring: logged and drawn, never used to choose
@@ -15,18 +16,19 @@ from typing import Any
 import lightning as L
 import torch
 
-from lenet_pl.errors import RunFileError
-from lenet_pl.outputs import read_csv
+from lenet_pl.errors import RunFileError, UserError
+from lenet_pl.per_pass import COLUMNS, plot_error_per_pass, read_error_per_pass
+from lenet_pl.runtime.cli import ArgumentParser, command
 
 log = logging.getLogger("lenet_pl")
 
-# The paper's published end points after 20 passes (LeCun et al. 1998, Section III.C and Fig. 5), in percent.
-PAPER_END_POINTS = {
-    "paper: training error": (20, 0.35),
-    "paper: test error": (20, 0.95),
-    "paper: test error with distortions": (20, 0.8),
-}
-COLUMNS = ("pass", "train_error", "test_error")
+USAGE = """Draw the training and test error per pass of one or more runs in one figure, with the paper's end points.
+
+python -m lenet_pl.error_per_pass outputs/2026-01-31/12-00-00 --output error_per_pass.png
+python -m lenet_pl.error_per_pass RUN_A RUN_B --label 'seed 0' --label 'seed 1' --output docs/fig.png
+
+Each run dir holds error_per_pass.csv (runs with the error_per_pass callback write one: experiment=lenet1998).
+"""
 
 
 class ErrorPerPass(L.Callback):
@@ -79,83 +81,38 @@ class ErrorPerPass(L.Callback):
         self.history = list(state_dict["history"])
 
 
-def read_error_per_pass(path: Path) -> list[dict[str, float]]:
-    """The rows of an `error_per_pass.csv`; none where there is no such file; a RunFileError where it is damaged."""
-    if not path.is_file():
-        return []
-    rows = read_csv(path, columns=COLUMNS, numbers=COLUMNS)
-    if not rows:
-        raise RunFileError(path, "has a header but no rows (the callback writes one row per pass)")
-    if gaps := [str(i + 2) for i, row in enumerate(rows) if None in row.values()]:
-        raise RunFileError(path, f"has empty values in line {', '.join(gaps)}")
-    return [{"pass": int(r["pass"]), **{k: r[k] for k in COLUMNS[1:]}} for r in rows]
-
-
-def plot_error_per_pass(
-    runs: list[dict[str, float]] | dict[str, list[dict[str, float]]], path: Path, title: str | None = None
-) -> None:
-    """Training and test error (%) per pass, of one run or several (label -> rows), with the paper's end points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = runs if isinstance(runs, dict) else {"": runs}
-    several = len(runs) > 1
-    fig, ax = plt.subplots(figsize=(10.5 if several else 7, 4.5), dpi=120)  # several: room for the legend outside
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for (label, rows), colour in zip(runs.items(), colours, strict=False):
-        passes = [r["pass"] for r in rows]
-        suffix = f" ({label})" if label else ""
-        ax.plot(passes, [100 * r["train_error"] for r in rows], "--", color=colour, label=f"training error{suffix}")
-        ax.plot(passes, [100 * r["test_error"] for r in rows], "-", color=colour, label=f"test error{suffix}")
-    markers = {"paper: training error": "v", "paper: test error": "o", "paper: test error with distortions": "s"}
-    for name, (at, error) in PAPER_END_POINTS.items():
-        ax.plot([at], [error], markers[name], color="black", markersize=7, fillstyle="none", label=f"{name} {error}%")
-    ax.set_xlabel("training pass (epoch)")
-    ax.set_ylabel("error (%)")
-    ax.set_xticks(range(0, max(max(r["pass"] for r in rows) for rows in runs.values()) + 1, 2))
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.set_title(title or "LeNet-5: error after each pass (test set monitored only, as in the paper's Fig. 5)")
-    ax.title.set_fontsize(10)
-    if several:
-        ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    else:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Draw the error per pass of several runs in one figure (python -m lenet_pl.error_per_pass RUN_DIR...)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m lenet_pl.error_per_pass", description=main.__doc__)
+def arguments() -> ArgumentParser:
+    """The command's arguments; `--help` prints them with USAGE."""
+    parser = ArgumentParser("error_per_pass", USAGE)
     parser.add_argument("runs", type=Path, nargs="+", help="run dirs holding error_per_pass.csv")
     parser.add_argument("--label", action="append", help="one label per run (default: the run dir's name)")
     parser.add_argument("--title", help="the figure's title")
-    parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
-    args = parser.parse_args(argv)
-    labels = args.label or [run.name for run in args.runs]
-    if len(labels) != len(args.runs):
-        parser.error(f"{len(labels)} labels for {len(args.runs)} runs: give one --label per run, or none")
-    pairs = zip(labels, args.runs, strict=True)
+    parser.add_argument("--output", type=Path, required=True, help="the PNG to write")
+    return parser
+
+
+def draw(args: list[str]) -> int:
+    """The `python -m lenet_pl.error_per_pass` job: read each run's CSV, draw them, say where."""
+    parser = arguments()
+    options = parser.parse_args(args)
+    labels = options.label or [run.name for run in options.runs]
+    if len(labels) != len(options.runs):
+        parser.error(f"{len(labels)} labels for {len(options.runs)} runs: give one --label per run, or none")
+    pairs = zip(labels, options.runs, strict=True)
     try:
         runs = {label: read_error_per_pass(run / "error_per_pass.csv") for label, run in pairs}
     except RunFileError as err:
-        print(
-            f"error: {err} Leave that run out, or draw it once its file is repaired; nothing was drawn.",
-            file=sys.stderr,
-        )
-        return 2
-    if missing := [str(run) for run, rows in zip(args.runs, runs.values(), strict=True) if not rows]:
+        raise UserError(f"{err} Leave that run out, or draw it once its file is repaired; nothing was drawn.") from err
+    if missing := [str(run) for run, rows in zip(options.runs, runs.values(), strict=True) if not rows]:
         parser.error(f"no error_per_pass.csv in {', '.join(missing)} (runs of experiment=lenet1998 write one)")
-    plot_error_per_pass(runs, args.out, args.title)
-    print(f"Error per pass of {len(runs)} runs drawn in {args.out}")
+    plot_error_per_pass(runs, options.output, options.title)
+    print(f"Error per pass of {len(runs)} runs drawn in {options.output}")
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    return command(draw, argv, lambda: arguments().format_help(), renamed=("--out",))
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -1,12 +1,12 @@
 """Evaluate a trained run on its test set and show where it goes wrong.
 
 python -m lenet_pl.evaluate ckpt_path=outputs/2026-01-31/12-00-00        # the run's best checkpoint
-python -m lenet_pl.evaluate ckpt_path=run/checkpoints/last.ckpt data_root=/data/mnist
+python -m lenet_pl.evaluate ckpt_path=run/checkpoints/last.ckpt data.root=/data/mnist
 
 Reports test loss and accuracy (computed as training's test step does), per-class precision and
 recall, the confusion matrix and the most confidently wrong digits. Writes evaluation.json,
-confusion_matrix.png and most_confident_errors.png to <run dir>/evaluation/<checkpoint>/, and
-the same under the `evaluate/` tags of the run's TensorBoard.
+confusion_matrix.png and most_confident_errors.png to <run dir>/evaluation/<checkpoint>/ (or
+`output=`), and the same under the `evaluate/` tags of the run's TensorBoard.
 """
 
 import json
@@ -27,7 +27,8 @@ from torchmetrics.functional.classification import (
 
 from lenet_pl.callbacks import confusion_matrix_image, labelled_grid
 from lenet_pl.errors import UserError
-from lenet_pl.trained import command_line, load_run
+from lenet_pl.runtime.cli import config_command
+from lenet_pl.trained import load_run
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -45,7 +46,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = pick_device(cfg.device)
     if isinstance(cfg.worst, bool) or not isinstance(cfg.worst, int) or cfg.worst < 0:
         raise UserError(f"worst={cfg.worst!r} is not allowed: give how many wrong digits to show, 0 or more.")
-    run = load_run(cfg.ckpt_path, data_root=cfg.data_root)
+    run = load_run(cfg.ckpt_path, data_root=cfg.data.root)
     datamodule = run.test_datamodule()
     images, labels = (t.cpu() for t in datamodule.splits["test"])
     net, loss_fn = run.net.to(device), run.loss.to(device)
@@ -86,7 +87,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         ],
     }
     write_report(
-        report, images[worst], run.run_dir, Path(cfg.output_dir or run.run_dir / "evaluation" / run.ckpt_path.stem)
+        report, images[worst], run.run_dir, Path(cfg.output or run.run_dir / "evaluation" / run.ckpt_path.stem)
     )
     return report
 
@@ -145,7 +146,7 @@ def run(cfg: DictConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return command_line("evaluate", run, argv)
+    return config_command("evaluate", __doc__, run, argv)
 
 
 if __name__ == "__main__":

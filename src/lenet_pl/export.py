@@ -26,9 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from lenet_pl.errors import UserError
+from lenet_pl.images import describe_preprocessing
 from lenet_pl.outputs import write_atomically
-from lenet_pl.predict import describe_preprocessing
-from lenet_pl.trained import command_line, load_run
+from lenet_pl.runtime.cli import config_command
+from lenet_pl.trained import load_run
 
 METADATA_FILE = "lenet_pl.json"  # TorchScript's extra file holding the metadata
 
@@ -77,7 +78,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"format={cfg.format!r} is not known; choose one of {', '.join(EXPORTERS)}.")
     if isinstance(cfg.check_digits, bool) or not isinstance(cfg.check_digits, int) or cfg.check_digits < 1:
         raise UserError(f"check_digits={cfg.check_digits!r} is not allowed: give a whole number of at least 1.")
-    run = load_run(cfg.ckpt_path, data_root=cfg.data_root)
+    run = load_run(cfg.ckpt_path, data_root=cfg.data.root)
     datamodule = run.test_datamodule()
     x = datamodule.preprocess(datamodule.splits["test"][0][: cfg.check_digits].cpu())
 
@@ -134,7 +135,7 @@ def run(cfg: DictConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return command_line("export", run, argv)
+    return config_command("export", __doc__, run, argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Summarise a sweep: one row per configuration, effects with confidence intervals, and plots.
 
 python -m lenet_pl.report outputs/multirun/2026-11-25/11-43-32              # writes <sweep dir>/report/
-python -m lenet_pl.report outputs/multirun/2026-11-25/11-43-32 --out docs/results
+python -m lenet_pl.report outputs/multirun/2026-11-25/11-43-32 --output docs/results
 
 Reads each job's own files, never its logs or its folder's name (lenet_pl.sweeps). Jobs without
 metrics.json are listed, not dropped: failed (with the error), or still running / killed, so the
@@ -24,7 +24,6 @@ Where the runs saved their per-digit test predictions, McNemar's paired test com
 configurations' networks seed by seed on the same digits (`lenet_pl.report_paired`).
 """
 
-import argparse
 import statistics
 import sys
 import textwrap
@@ -32,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from lenet_pl import report_factorial, report_paired, report_plots, stats
-from lenet_pl.error_per_pass import plot_error_per_pass
-from lenet_pl.errors import UserError
+from lenet_pl.per_pass import plot_error_per_pass
 from lenet_pl.report_format import interval_cell, markdown_table, short, write_csv
+from lenet_pl.runtime.cli import ArgumentParser, command
 from lenet_pl.sweeps import SEED, Job, Sweep, path_data, read_sweep
 
 THRESHOLDS = (0.98, 0.99)  # validation accuracies whose first epoch the table reports
@@ -450,19 +449,24 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
     return markdown
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lenet_pl.report", description=__doc__.splitlines()[0])
+def arguments() -> ArgumentParser:
+    """The command's arguments; `--help` prints them with the module's docstring."""
+    parser = ArgumentParser("report", __doc__)
     parser.add_argument("sweep_dir", type=Path, help="a multirun dir, e.g. outputs/multirun/<date>/<time>")
-    parser.add_argument("--out", type=Path, help="where to write the report (default: <sweep_dir>/report)")
-    args = parser.parse_args(argv)
-    try:
-        markdown = write_report(args.sweep_dir, args.out or args.sweep_dir / "report")
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(markdown)
-    print(f"Report written to {args.out or args.sweep_dir / 'report'}", file=sys.stderr)
+    parser.add_argument("--output", type=Path, help="the folder to write the report to (default: <sweep_dir>/report)")
+    return parser
+
+
+def run(args: list[str]) -> int:
+    options = arguments().parse_args(args)
+    output = options.output or options.sweep_dir / "report"
+    print(write_report(options.sweep_dir, output))
+    print(f"Report written to {output}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command(run, argv, lambda: arguments().format_help(), renamed=("--out",))
 
 
 if __name__ == "__main__":

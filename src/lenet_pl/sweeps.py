@@ -23,9 +23,9 @@ from typing import Any
 from hydra.errors import HydraException
 
 from lenet_pl import stats
-from lenet_pl.error_per_pass import read_error_per_pass
 from lenet_pl.errors import RunFileError, UserError
 from lenet_pl.outputs import read_csv, read_json, read_metrics, read_yaml
+from lenet_pl.per_pass import read_error_per_pass
 
 SEED = "seed"
 DEFAULT = "(default)"  # the value of an axis in a job that does not override it

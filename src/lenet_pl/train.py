@@ -5,111 +5,35 @@ python -m lenet_pl.train experiment=modern                # ReLU, max-pooling, A
 python -m lenet_pl.train -m activation=tanh,relu pooling=avg,max
 """
 
-import ctypes
 import json
 import logging
-import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from lightning.pytorch.accelerators import CPUAccelerator
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException
+from omegaconf import DictConfig
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from lenet_pl import CONFIG_DIR
+from lenet_pl.build import build
 from lenet_pl.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
-from lenet_pl.config import cpu_bf16_units, instantiate_node, run_hparams, validate
-from lenet_pl.data import MNISTDataModule
+from lenet_pl.config import run_hparams, validate
 from lenet_pl.divergence import TrainingDiverged
-from lenet_pl.errors import ConfigError, OutputError, UserError, user_cause, user_message
+from lenet_pl.errors import ConfigError, OutputError, RunFailed, UserError, user_cause, user_message
 from lenet_pl.model import format_layer_table, layer_table
-from lenet_pl.module import LeNetModule, check_model_fits_data
 from lenet_pl.outputs import disk_error, output_dirs, output_error, remove_unstarted_dirs, write_atomically
 from lenet_pl.per_digit import write_test_predictions
+from lenet_pl.runtime.cli import hydra_app
 
 log = logging.getLogger("lenet_pl")
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory in the process; False where it is not glibc.
-
-    A LeNet step allocates and frees activations of a few MB. By default glibc serves blocks that
-    large with mmap and hands them back to the OS when freed, or trims the heap top, so the next
-    step faults every page in again: thousands of page faults a step, up to a third of a CPU step at
-    batch 256 (BENCHMARKS.md). Raising both thresholds keeps the memory for reuse; the peak is the same.
-    """
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):  # no C library to ask (Windows) or no mallopt (macOS)
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    # 32 MiB is the largest mmap threshold glibc accepts on 64-bit; trim only past 1 GiB of free heap.
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
-
-
-def configure_process(cfg: DictConfig) -> None:
-    """Threads and allocator of this process, as `cfg` asks (training and the benchmark's loops alike)."""
-    if cfg.get("threads"):  # intra-op threads; sweeps running jobs side by side give each a share of the cores
-        torch.set_num_threads(cfg.threads)
-    if cfg.get("keep_freed_memory", True):
-        keep_freed_memory()
-
-
-def note_cpu_precision(trainer: L.Trainer) -> None:
-    """Say in the log whether mixed bf16 on this CPU runs on bf16 units or is emulated (slower than fp32)."""
-    if trainer.precision not in ("bf16-mixed", "bf16-true") or not isinstance(trainer.accelerator, CPUAccelerator):
-        return
-    units = cpu_bf16_units()
-    if units:
-        log.info("precision %s on a CPU with %s: bf16 runs on its bf16 units.", trainer.precision, " and ".join(units))
-    else:
-        log.warning(
-            "precision %s on a CPU without bf16 units (neither AMX nor AVX512_BF16): bf16 is emulated here and "
-            "trains slower than fp32 (BENCHMARKS.md, 'bf16'); precision=fp32 is the faster choice on this CPU.",
-            trainer.precision,
-        )
-
-
-def build(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[MNISTDataModule, LeNetModule, L.Trainer]:
-    """The data module, LightningModule and Trainer of the run `cfg` describes (train and bench share this)."""
-    configure_process(cfg)
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate_node(cfg, "data")
-    # Built from the resolved config alone, the way load_from_checkpoint rebuilds it from a checkpoint.
-    module = LeNetModule(config=OmegaConf.to_container(cfg, resolve=True))
-    check_model_fits_data(module, datamodule)
-    loggers = [instantiate_node(cfg, f"logger.{name}") for name in cfg.logger]
-    all_callbacks = [instantiate_node(cfg, f"callbacks.{name}") for name in cfg.callbacks] + list(callbacks)
-    if not loggers:  # logger=none: LearningRateMonitor refuses to run without a logger, and has nothing to do
-        all_callbacks = [c for c in all_callbacks if not isinstance(c, LearningRateMonitor)]
-    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback with the bar off
-        all_callbacks = [c for c in all_callbacks if not isinstance(c, ProgressBar)]
-    if not datamodule.has_validation:  # data.val_size=0: nothing to monitor, so no best checkpoint or early stop
-        dropped = [c for c in all_callbacks if str(getattr(c, "monitor", None) or "").startswith("val/")]
-        all_callbacks = [c for c in all_callbacks if c not in dropped]
-        if dropped:
-            log.info(
-                "data.val_size=0: no validation split, so nothing monitors validation (turned off: %s); "
-                "the run is tested after its last epoch.",
-                ", ".join(f"{type(c).__name__}(monitor={c.monitor!r})" for c in dropped),
-            )
-    no_validation = {} if datamodule.has_validation else {"limit_val_batches": 0}  # and no empty-loader warning
-    trainer: L.Trainer = instantiate_node(cfg, "trainer", logger=loggers, callbacks=all_callbacks, **no_validation)
-    note_cpu_precision(trainer)
-    return datamodule, module, trainer
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -194,10 +118,12 @@ def main(cfg: DictConfig) -> float | None:
         record_failure(output_dir, err)
         if not isinstance(err, UserError | HydraException):
             raise  # a bug shows its traceback; in a sweep Hydra runs the other jobs, then exits non-zero
-        log.error("error: %s", user_message(err))
         if hydra_cfg.mode == RunMode.MULTIRUN:
-            raise err from None  # the job fails; the sweep goes on, and `cli` reports it at the end
-        sys.exit(1)
+            log.error("error: %s", user_message(err))  # the job's log says why it failed
+        else:
+            log_to_file(f"error: {user_message(err)}")  # the console gets it once, from the harness, on stderr
+        # A run: `cli` reports it. A sweep: the job fails, the others run, and `cli` reports it at the end.
+        raise (user_cause(err) or err) from None
     # Sweepers (Optuna) optimise the returned value.
     return metrics.get(cfg.get("optimized_metric"))
 
@@ -229,38 +155,22 @@ def record_failure(output_dir: Path, err: BaseException) -> None:
         log.warning("could not write %s: %s", output_dir / "failure.json", write_err.strerror)
 
 
-_OURS = "LENET_PL_SET_HYDRA_FULL_ERROR"
+def log_to_file(message: str) -> None:
+    """Write `message` to the run's log file (train.log) alone, at level ERROR."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def cli() -> None:
-    """`python -m lenet_pl.train`: Hydra's app, with every user error reported as one paragraph, exit 1.
-
-    Hydra prints an error raised outside the run itself (its run dir, logs and .hydra files not
-    writable; a failed sweep job, re-raised once all jobs ran) as a traceback. Here Hydra lets it
-    through instead (HYDRA_FULL_ERROR=1), and a user's error (bad input, a full or read-only disk)
-    is printed as one paragraph; a bug still shows its traceback. HYDRA_FULL_ERROR=1 set by the
-    user keeps Hydra's own behaviour: full tracebacks.
-    """
-    if os.environ.get("HYDRA_FULL_ERROR") == "1" and not os.environ.get(_OURS):
-        main()
-        return
-    # Inherited by the processes a run starts (DDP re-runs this command), marked as ours, not the user's.
-    os.environ["HYDRA_FULL_ERROR"] = os.environ[_OURS] = "1"
+    """`python -m lenet_pl.train`: Hydra's app through the command-line harness (lenet_pl.runtime.cli), which
+    answers with Hydra's help (conf/hydra/help/train.yaml) and ends a user's error in one line."""
     # A full disk also fails TensorBoard's writer thread and the train.log handler, which would each
     # print a traceback of their own; the run's own error (below) says what happened, once.
     threading.excepthook = _quiet_about_the_disk(threading.excepthook)
     logging.raiseExceptions = False
-    try:
-        main()
-    except Exception as err:
-        message = _user_facing(err)
-        if message is None:
-            raise
-        sweep = "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]
-        if sweep and isinstance(err, UserError):  # raised by a job (composing the sweep raises Hydra's errors)
-            message = f"a job of the sweep failed (the others ran; each failed job's dir holds failure.json): {message}"
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(hydra_app(main, explain=_user_facing, renamed=("data_root", "paths.data_dir")))
 
 
 def _quiet_about_the_disk(
@@ -276,10 +186,15 @@ def _quiet_about_the_disk(
     return quiet
 
 
-def _user_facing(err: BaseException) -> str | None:
-    """The one-paragraph message for an error the user can fix, or None for a bug."""
+def _user_facing(err: Exception) -> UserError | HydraException | None:
+    """The user's error that `err` stands for (one line, with its exit code), or None for a bug."""
+    sweep = "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]
+    if sweep and user_cause(err) is not None:  # raised by a job (composing the sweep raises Hydra's errors)
+        return RunFailed(
+            f"a job of the sweep failed (the others ran; each failed job's dir holds failure.json): {user_message(err)}"
+        )
     if isinstance(err, OutputError):
-        return str(err)
+        return err
     if (disk := disk_error(err)) is not None:  # before the run started: its dir, logs or .hydra files
         folder = output_dirs[-1] if output_dirs else None
         removed = remove_unstarted_dirs()
@@ -288,12 +203,9 @@ def _user_facing(err: BaseException) -> str | None:
             message += (
                 f" Its folder, which held only Hydra's start-up files, was removed: {', '.join(map(str, removed))}."
             )
-        return message
-    if isinstance(err, UserError):
-        return user_message(err)
-    if isinstance(err, HydraException):  # composition: an unknown choice, a malformed override
-        cause = err.__cause__
-        return str(err).strip() + (f"\n{cause}" if isinstance(cause, OmegaConfBaseException) else "")
+        return OutputError(message)
+    if isinstance(err, UserError | HydraException):  # HydraException: composition, e.g. an unknown choice
+        return err
     return None
 
 

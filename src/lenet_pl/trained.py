@@ -1,6 +1,6 @@
 """Load a trained run (its network, loss and data config) from a run dir or a .ckpt file.
 
-Shared by evaluate, predict and export. A checkpoint describes itself: `LeNetModule` stores the
+Shared by evaluate, predict, export and inside. A checkpoint describes itself: `LeNetModule` stores the
 run's resolved config in it, so `LeNetModule.load_from_checkpoint` rebuilds the model exactly as
 trained, whatever parts (activation, pooling, head) the run used. The file is read with
 `torch.load(weights_only=True)`, which unpickles only tensors and plain values, never code, so a
@@ -8,23 +8,19 @@ downloaded checkpoint cannot run anything on load; `lenet_pl.checkpoints.load_ch
 it first, to refuse a file that is not a checkpoint of this project in one paragraph.
 """
 
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from hydra.errors import HydraException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lenet_pl.checkpoints import load_checkpoint
-from lenet_pl.config import compose_config
 from lenet_pl.data import MNISTDataModule
 from lenet_pl.errors import RunFileError, UserError, user_message
 from lenet_pl.module import LeNetModule
-from lenet_pl.outputs import disk_error, read_metrics, what_failed
+from lenet_pl.outputs import read_metrics
 
 
 @dataclass
@@ -113,32 +109,3 @@ def load_run(path: str | Path, data_root: str | None = None) -> TrainedRun:
         cfg.data.root = data_root
     run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
     return TrainedRun(ckpt_path, run_dir, cfg, module.net, module.loss, int(checkpoint.get("global_step", 0)))
-
-
-def command_line(config_name: str, job: Callable[[DictConfig], int], argv: list[str] | None = None) -> int:
-    """Run `job` with conf/<config_name>.yaml composed with `key=value` arguments; bad input exits 2."""
-    try:
-        cfg = compose_config(sys.argv[1:] if argv is None else argv, config_name=config_name)
-        missing = [key for key in cfg if OmegaConf.is_missing(cfg, key)]
-        if missing:
-            raise UserError(
-                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: "
-                f"`python -m lenet_pl.{config_name} {' '.join(f'{key}=...' for key in missing)}` "
-                f"(conf/{config_name}.yaml describes every key)."
-            )
-        if cfg.get("threads"):
-            torch.set_num_threads(cfg.threads)
-        return job(cfg)
-    except (HydraException, UserError) as err:
-        print(f"error: {user_message(err)}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        if (disk := disk_error(err)) is None:
-            raise
-        message, _ = what_failed(disk)
-        print(
-            f"error: {message} Free some space or make it writable, or have the command write elsewhere "
-            "(evaluate: output_dir=..., export: output=...), and run it again.",
-            file=sys.stderr,
-        )
-        return 1
