@@ -127,8 +127,8 @@ OLD_NAMES = [
     ("evaluate", ["ckpt_path=run", "output_dir=eval"], "output_dir", "output=eval"),
     ("export", ["ckpt_path=run", "data_root=/data"], "data_root", "data.root=/data"),
     ("inside", ["ckpt_path=run", "data_root=/data"], "data_root", "data.root=/data"),
-    ("report", ["sweep", "--output", "docs/x"], "--output", "--output ..."),
-    ("error_per_pass", ["run", "--out=fig.png"], "--output", "--output fig.png"),
+    ("report", ["sweep", "--out", "docs/x"], "--out", "--output ..."),
+    ("error_per_pass", ["run", "--out=fig.png"], "--out", "--output fig.png"),
     ("bench", ["--json", "bench.json"], "--json", "--output ..."),
     ("bench", ["--tta", "data_root=/data"], "data_root", "data.root=/data"),
 ]
@@ -193,7 +193,7 @@ def test_a_bug_keeps_its_traceback():
 def test_python_m_answers_help_and_refuses_an_old_name_as_a_user_would(tmp_path):
     helped, refused = run_together(
         lambda: run_cli("lenet_pl.predict", "--help", cwd=tmp_path),
-        lambda: run_cli("lenet_pl.report", str(tmp_path), "--output", str(tmp_path / "r"), cwd=tmp_path),
+        lambda: run_cli("lenet_pl.report", str(tmp_path), "--out", str(tmp_path / "r"), cwd=tmp_path),
     )
     assert helped.returncode == 0 and helped.stderr == ""
     assert "inputs=???" in helped.stdout and "python -m lenet_pl.predict ckpt_path=" in helped.stdout

@@ -57,7 +57,8 @@ def test_without_a_terminal_it_writes_a_line_when_the_counts_change(tmp_path):
     assert "left" in lines[1]
 
 
-def test_on_a_terminal_it_draws_one_bar_and_notes_failures_above_it(tmp_path):
+def test_on_a_terminal_it_draws_one_bar_and_notes_failures_above_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # a narrower terminal cuts the bar's text short
     sweep = write_sweep(tmp_path / "sweep")
     stream = io.StringIO()
     watch = SweepWatch(sweep, stream, bar=True)
