@@ -469,3 +469,33 @@ def test_damaged_and_mismatched_prediction_files_are_listed_and_the_report_goes_
     seeds = {c: [r["seed"] for r in rows if r["comparison"].startswith(c)] for c in ("classic", "worst")}
     assert seeds == {"classic": ["0", "2", "mean over seeds"], "worst": ["0", "1", "mean over seeds"]}
     assert "| mean over 2 seeds |" in section
+
+
+def test_where_each_runs_last_checkpoint_was_evaluated_the_report_adds_the_last_epochs_test_error(tmp_path):
+    """`python -m lenet_pl.evaluate ckpt_path=<job>/checkpoints/last.ckpt` writes evaluation/last/evaluation.json;
+    the report shows that error beside the best checkpoint's, and its main effects in the budget table."""
+    from lenet_pl.report import LAST_EPOCH
+
+    sweep = write_sweep(tmp_path / "sweep")
+    for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
+        activation, optimizer, seed = (part.split("=")[1] for part in job.name.split("_", 1)[1].split(","))
+        # after the last epoch: 0.5 points worse than the best checkpoint, and relu's advantage doubled
+        last = ERRORS[activation, optimizer, seed] + 0.5 - (1.0 if activation == "relu" else 0.0)
+        (job / LAST_EPOCH).parent.mkdir(parents=True)
+        (job / LAST_EPOCH).write_text(json.dumps({"test/acc": 1 - last / 100}))
+    (next(sweep.glob("0_*")) / LAST_EPOCH).write_text("{")  # damaged: left out, the run's own result stands
+    markdown = write_report(sweep, tmp_path / "out")
+    rows = {(r["activation"], r["optimizer"]): r for r in read_csv(tmp_path / "out" / "configurations.csv")}
+    assert float(rows["relu", "adam"]["test_error_last_epoch_mean"]) == pytest.approx(3.5)
+    assert float(rows["tanh", "sgd"]["test_error_last_epoch_mean"]) == pytest.approx(10.5)  # seed 1 alone
+    assert float(rows["tanh", "sgd"]["test_error_mean"]) == pytest.approx(9.0)
+    assert "test error %, last epoch" in markdown
+    budget = {r["axis"]: r for r in read_csv(tmp_path / "out" / "budget.csv")}
+    assert budget["activation"]["test error (last epoch)"].startswith("-2.00")
+    assert budget["activation"]["test error (best checkpoint)"].startswith("-1.00")
+
+
+def test_without_last_epoch_evaluations_the_report_has_no_such_column(tmp_path):
+    markdown = write_report(write_sweep(tmp_path / "sweep"), tmp_path / "out")
+    assert "test error %, last epoch" not in markdown and "test error (last epoch)" not in markdown
+    assert read_csv(tmp_path / "out" / "configurations.csv")[0]["test_error_last_epoch_mean"] == ""
