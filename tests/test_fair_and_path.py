@@ -22,17 +22,15 @@ from lenet_pl import CONFIG_DIR
 from lenet_pl.config import compose_config
 from lenet_pl.divergence import TrainingDiverged
 from lenet_pl.errors import ConfigError, OutputError, UserError
-from lenet_pl.factorial import analyse
 from lenet_pl.per_digit import write_test_predictions
 from lenet_pl.report import write_report
-from lenet_pl.sweeps import (
+from lenet_pl.sweeps.factorial import analyse
+from lenet_pl.sweeps.jobs import identity, load_jobs, overrides_dict
+from lenet_pl.sweeps.plan import (
     Plan,
     Tune,
     configurations,
     grid_jobs,
-    identity,
-    load_jobs,
-    overrides_dict,
     selection_jobs,
     sweep_plan,
     tuned_configurations,

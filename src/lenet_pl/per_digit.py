@@ -2,7 +2,7 @@
 
 `lenet_pl.train` writes `test_predictions.npz` beside `metrics.json`: the predicted class of every
 test digit in the test set's order, the true labels, and a digest of the digits (images and labels),
-so that two runs can be checked to be on the same digits before `lenet_pl.mcnemar` pairs them.
+so that two runs can be checked to be on the same digits before `lenet_pl.sweeps.mcnemar` pairs them.
 About 20 KB for MNIST's 10,000 digits, before compression.
 """
 

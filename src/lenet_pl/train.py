@@ -90,7 +90,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         else:
             logger.log_hyperparams(hparams)
         logger.finalize("success")  # test() already closed it: without this the write may be lost at exit
-    if module.test_predicted is not None:  # for per-digit comparisons of runs (lenet_pl.mcnemar)
+    if module.test_predicted is not None:  # for per-digit comparisons of runs (lenet_pl.sweeps.mcnemar)
         write_test_predictions(output_dir, module.test_predicted, *datamodule.splits["test"])
     write_atomically(
         output_dir / "metrics.json", json.dumps({"hparams": hparams, "metrics": metrics}, indent=2).encode()

@@ -16,10 +16,10 @@ import matplotlib.pyplot as plt
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import MaxNLocator
 
-from lenet_pl import stats
-from lenet_pl.factorial import FactorialAnalysis
-from lenet_pl.report_format import p_text
-from lenet_pl.sweeps import Job
+from lenet_pl.sweeps import stats
+from lenet_pl.sweeps.factorial import FactorialAnalysis
+from lenet_pl.sweeps.jobs import Job
+from lenet_pl.sweeps.report_format import p_text
 
 BETTER, WORSE, NEUTRAL = "tab:green", "tab:red", "tab:gray"
 DPI = 100

@@ -1,6 +1,6 @@
 """The linear-model analysis of a replicated two-level factorial: effects, their errors, p-values, power.
 
-`lenet_pl.stats` estimates each effect per seed and takes a t-interval over the seeds, which for
+`lenet_pl.sweeps.stats` estimates each effect per seed and takes a t-interval over the seeds, which for
 3 seeds has 2 degrees of freedom. The standard analysis of a 2^k factorial replicated over seeds
 fits one linear model to every run instead:
 
@@ -26,7 +26,7 @@ the low to the high level: effect = 2 * beta, which in a balanced design is the 
 at the high level minus the mean over those at the low level (for an interaction, the runs whose
 product of codes is +1 minus those where it is -1). The two-way interaction AB is thus half the
 difference between the effect of A with B high and with B low: AB = (A|B+ - A|B-) / 2 (the
-Yates convention; `lenet_pl.stats.Interaction.difference` is the whole difference, 2 * AB).
+Yates convention; `lenet_pl.sweeps.stats.Interaction.difference` is the whole difference, 2 * AB).
 
 Each effect's standard error comes from the general OLS covariance s^2 (X'X)^-1, so a design with
 a run missing (a diverged run, say) is analysed correctly: its effects are the least-squares
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as scipy_stats
 
-from lenet_pl.stats import CONFIDENCE, Cells
+from lenet_pl.sweeps.stats import CONFIDENCE, Cells
 
 POWER = 0.8
 

@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lenet_pl import stats
+from lenet_pl.sweeps import stats
 
 
 def short(value: str) -> str:

@@ -5,7 +5,7 @@ classic corner (the first level of every axis) with its modern corner (the last 
 axis), and its worst configuration with its best, both picked by validation accuracy; a path
 sweep compares its first step with its last. Per seed, McNemar's exact test and Newcombe's
 interval of the difference in error; over seeds, the t-interval of the per-seed differences
-(`lenet_pl.mcnemar.over_seeds`, whose docstring says why the seeds' digits are not pooled).
+(`lenet_pl.sweeps.mcnemar.over_seeds`, whose docstring says why the seeds' digits are not pooled).
 Runs of older versions have no predictions: the section then says so in one line. A damaged or
 mismatched file is listed and its seed left out; it never stops the report.
 """
@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from lenet_pl.errors import UserError
-from lenet_pl.mcnemar import over_seeds
 from lenet_pl.per_digit import TEST_PREDICTIONS, RunPredictions, read_pair, read_test_predictions
-from lenet_pl.report_format import interval_cell, markdown_table, p_text, short, significant
-from lenet_pl.stats import Interval
-from lenet_pl.sweeps import Job, Sweep
+from lenet_pl.sweeps.jobs import Job
+from lenet_pl.sweeps.mcnemar import over_seeds
+from lenet_pl.sweeps.report_format import interval_cell, markdown_table, p_text, short, significant
+from lenet_pl.sweeps.stats import Interval
+from lenet_pl.sweeps.sweep import Sweep
 
 SELECTION_METRIC = "val/acc_best"  # what picks the best and the worst configuration: never a test metric
 
@@ -90,7 +91,7 @@ def factorial_comparisons(sweep: Sweep) -> list[Comparison]:
 
 
 def path_comparisons(sweep: Sweep) -> list[Comparison]:
-    """The forward path's first step -> its last (as `lenet_pl.sweeps.path_data` orders the steps)."""
+    """The forward path's first step -> its last (as `lenet_pl.sweeps.sweep.path_data` orders the steps)."""
     steps: dict[tuple[int, str], list[Job]] = {}
     for job in sweep.jobs:
         if job.path_step is not None and str(job.path_step.get("view", "forward")) == "forward":
@@ -157,7 +158,7 @@ def _text(comparisons: Sequence[Comparison]) -> str:
         "95% interval. A seed's p says whether these two trained networks differ on this test set, not whether "
         "the configurations do: another training seed moves a network by about as much. The last row of each "
         "table, the mean of the per-seed differences with its t-interval over seeds (seeds - 1 degrees of "
-        "freedom), holds that seed-to-seed noise (`lenet_pl.mcnemar`)."
+        "freedom), holds that seed-to-seed noise (`lenet_pl.sweeps.mcnemar`)."
     )
     if any(c.title.startswith("worst") for c in comparisons):
         text += (

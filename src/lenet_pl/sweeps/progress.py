@@ -9,7 +9,7 @@ single runs are untouched. Hydra calls the callback in two places:
   line whenever the counts change otherwise, e.g. in a log file). It learns progress from the
   job dirs (metrics.json, failure.json), the same files the report reads, because with the joblib
   or submitit launchers the jobs run in other processes (or machines) whose callbacks the parent
-  never sees. The total comes from multirun.yaml (`lenet_pl.sweeps.sweep_plan`).
+  never sees. The total comes from multirun.yaml (`lenet_pl.sweeps.plan.sweep_plan`).
 - in the process that runs each job (`on_job_start`/`on_job_end`): with `quiet` (the default)
   the job's console output (its log lines, Lightning's messages and tables, warnings, and the
   traceback of a failure) goes to the job's own log file, `<job dir>/train.log`, instead of the
@@ -106,7 +106,8 @@ class SweepWatch:
 
     def count(self) -> Counts:
         """Read the job dirs: finished (metrics.json), failed (failure.json), running (started in this sweep)."""
-        from lenet_pl.sweeps import job_dirs, read_job, sweep_plan
+        from lenet_pl.sweeps.jobs import job_dirs, read_job
+        from lenet_pl.sweeps.plan import sweep_plan
 
         if self._total is None:
             self._total = sweep_plan(self.sweep_dir).total

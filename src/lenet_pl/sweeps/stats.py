@@ -1,7 +1,7 @@
 """Sweep statistics on plain data: learning-rate selection, confidence intervals, effects, interactions, paths.
 
 Nothing here reads files or draws: `lenet_pl.report` turns job dirs into the mappings below and
-prints what these functions return, and `lenet_pl.sweeps` uses the same selection to pick the
+prints what these functions return, and `lenet_pl.sweeps.plan` uses the same selection to pick the
 learning rate of a tuned sweep's second stage, so the report and the sweep always agree.
 
 The unit of replication is the seed. A main effect (say tanh -> relu) is estimated per seed as
@@ -13,7 +13,7 @@ the same average effect: the interval reflects seed-to-seed noise only, not how 
 differs between configurations (the interaction table shows that). In a tuned sweep the seed that
 chose the learning rates is not quite such a draw (its runs won a contest on validation), so the
 report also gives the effects without it. With one seed there is an estimate but no interval.
-`lenet_pl.factorial` fits the whole factorial as one linear model instead, whose residual gives
+`lenet_pl.sweeps.factorial` fits the whole factorial as one linear model instead, whose residual gives
 every effect the same error term with far more degrees of freedom (30 for 16 configurations on 3 seeds).
 """
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as scipy_stats
 
-from lenet_pl.stats import CONFIDENCE, Interval, t_interval
+from lenet_pl.sweeps.stats import CONFIDENCE, Interval, t_interval
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """The report's main effects and interactions: the factorial's linear model first, the seed-level t-intervals beside it.
 
 A sweep whose configuration axes have two levels each, run on two or more seeds (`sweep=fair`,
-a 2^k `sweep=ablation`), is analysed as one linear model (`lenet_pl.factorial`): every effect is
+a 2^k `sweep=ablation`), is analysed as one linear model (`lenet_pl.sweeps.factorial`): every effect is
 measured against the residual of all runs, with many more degrees of freedom than the seed-level
-t-interval of `lenet_pl.stats` (the number of seeds less one). That interval stays as a column:
+t-interval of `lenet_pl.sweeps.stats` (the number of seeds less one). That interval stays as a column:
 it does not assume that the noise is the same in every configuration. Other sweeps (an axis with
 three levels, one seed, a corner of the design missing) get the seed-level intervals alone, with
 a sentence saying why.
@@ -12,10 +12,11 @@ a sentence saying why.
 from collections.abc import Sequence
 from typing import Any
 
-from lenet_pl import stats
-from lenet_pl.factorial import FactorialAnalysis, Term, analyse
-from lenet_pl.report_format import interval_cell, markdown_table, p_text, short, significant
-from lenet_pl.sweeps import SEED, Sweep
+from lenet_pl.sweeps import stats
+from lenet_pl.sweeps.factorial import FactorialAnalysis, Term, analyse
+from lenet_pl.sweeps.jobs import SEED
+from lenet_pl.sweeps.report_format import interval_cell, markdown_table, p_text, short, significant
+from lenet_pl.sweeps.sweep import Sweep
 
 ORDER_NAMES = {3: "Three-way", 4: "Four-way", 5: "Five-way"}
 
@@ -132,7 +133,7 @@ def _model_text(fit: FactorialAnalysis) -> str:
         "else equal; negative is better.",
         f"The estimate, its {fit.confidence:.0%} CI and p come from one linear model of all {fit.runs} runs "
         f"({fit.configurations} configurations x {seeds} seeds{missing}): each axis coded -1/+1, every "
-        "interaction, and the seed as a block (`lenet_pl.factorial`).",
+        "interaction, and the seed as a block (`lenet_pl.sweeps.factorial`).",
         f"Its residual, sd {fit.residual_sd:.3f} points on {_df(fit.residual_df)}, is the seed-to-seed noise "
         "every effect is measured against; in a balanced design the estimate is the mean change over the matched "
         "pairs.",
