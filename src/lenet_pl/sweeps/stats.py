@@ -118,14 +118,15 @@ class Selection:
         return self.chosen is not None and self.first_seed_choice is not None and self.chosen != self.first_seed_choice
 
 
-def _best(scores: Mapping[float, float]) -> float:
-    return max(sorted(scores), key=lambda v: scores[v])  # max keeps the first (smallest) of equal scores
+def ranked(scores: Mapping[float, float]) -> list[float]:
+    """The candidates, best score first; ties go to the smaller value (the one tie-break of every choice here)."""
+    return sorted(sorted(scores), key=lambda v: -scores[v])  # a stable sort keeps equal scores smallest first
 
 
 def finalists(first_seed: Mapping[float, float], top: int | None) -> list[float]:
-    """The `top` candidates by the first selection seed's score (ties to the smaller value); all when None."""
-    ranked = sorted(sorted(first_seed), key=lambda v: -first_seed[v])
-    return sorted(ranked if top is None else ranked[:top])
+    """The `top` candidates by the first selection seed's score (`ranked`); all when None."""
+    best = ranked(first_seed)
+    return sorted(best if top is None else best[:top])
 
 
 def select(
@@ -172,7 +173,7 @@ def select(
     first_runs = {v: runs[first] for v, runs in by_candidate.items() if first in runs}
     first_seed = {v: float(t.score) for v, t in first_runs.items() if t.score is not None and not t.failure}
     first_missing = [v for v in by_candidate if v not in first_seed and not (v in first_runs and first_runs[v].failure)]
-    first_seed_choice = _best(first_seed) if first_seed and (complete or not first_missing) else None
+    first_seed_choice = ranked(first_seed)[0] if first_seed and (complete or not first_missing) else None
     kwargs: dict[str, Any] = {"first_seed": first_seed, "first_seed_choice": first_seed_choice}
     screened = top is not None and len(seeds) > 1
     if screened and first_missing and not complete:  # the finalists are not known yet
@@ -188,7 +189,7 @@ def select(
     }
     if pending or not scores:
         return Selection(None, scores, lost, tuple(pending), **kwargs)
-    chosen = _best(scores)
+    chosen = ranked(scores)[0]
     candidates = sorted(by_candidate)
     at_edge = len(candidates) > 1 and chosen in (candidates[0], candidates[-1])
     return Selection(chosen, scores, lost, (), at_edge, **kwargs)
