@@ -5,9 +5,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from lenet_pl import CONFIG_DIR
-from lenet_pl.config import compose_config, run_hparams, validate
-from lenet_pl.errors import ConfigError
 from lenet_pl.module import make_scheduler
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import ConfigError
+from lenet_pl.runtime.naming import run_hparams
+from lenet_pl.runtime.values import validate
 
 # Groups whose options are whole configs of the run, each composed on its own below.
 SWAPPABLE = (

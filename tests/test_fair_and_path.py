@@ -19,11 +19,11 @@ from scipy import stats as scipy_stats
 
 from conftest import run_cli, write_dataset
 from lenet_pl import CONFIG_DIR
-from lenet_pl.config import compose_config
 from lenet_pl.divergence import TrainingDiverged
-from lenet_pl.errors import ConfigError, OutputError, UserError
 from lenet_pl.per_digit import write_test_predictions
 from lenet_pl.report import write_report
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import ConfigError, OutputError, UserError
 from lenet_pl.sweeps.factorial import analyse
 from lenet_pl.sweeps.jobs import identity, load_jobs, overrides_dict
 from lenet_pl.sweeps.plan import (

@@ -10,7 +10,6 @@ import torch
 
 from conftest import synthetic_digits
 from lenet_pl.data import TensorBatches
-from lenet_pl.errors import UserError
 from lenet_pl.per_digit import (
     TEST_PREDICTIONS,
     digits_digest,
@@ -19,6 +18,7 @@ from lenet_pl.per_digit import (
     read_test_predictions,
     write_test_predictions,
 )
+from lenet_pl.runtime.errors import UserError
 from lenet_pl.sweeps.mcnemar import mcnemar
 
 

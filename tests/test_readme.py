@@ -9,7 +9,8 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from lenet_pl.config import compose_config, validate
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.values import validate
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from lenet_pl.errors import UserError
-from lenet_pl.outputs import write_atomically
+from lenet_pl.runtime.errors import UserError
+from lenet_pl.runtime.outputs import write_atomically
 
 TEST_PREDICTIONS = "test_predictions.npz"
 

@@ -17,7 +17,7 @@ launches comes from `lenet_pl.sweeps.plan`, which the report reads the sweep wit
   (metrics.json, or a failure.json that is one: the run diverged or its config is invalid) are
   kept, a job stopped midway or failed otherwise (a bug, a full disk) continues from its own
   `checkpoints/last.ckpt` in a new job dir, and the rest start afresh.
-- A job that fails with a user error (lenet_pl.errors.UserError, e.g. TrainingDiverged) is a
+- A job that fails with a user error (lenet_pl.runtime.errors.UserError, e.g. TrainingDiverged) is a
   result, logged in one line; the sweep goes on and exits 0. Any other exception is raised once
   every job has returned, as Hydra's basic sweeper does.
 """
@@ -111,7 +111,7 @@ class TunedSweeper(Sweeper):
 
     def _launch(self, sweep_dir: Path, jobs: list[dict[str, str]], what: str) -> Sequence[JobReturn]:
         """Launch the `jobs` that have no result in `sweep_dir` yet; a stopped one resumes from its last.ckpt."""
-        from lenet_pl.errors import UserError
+        from lenet_pl.runtime.errors import UserError
         from lenet_pl.sweeps.jobs import identity, job_dirs, load_jobs
         from lenet_pl.sweeps.plan import best_per_identity
 

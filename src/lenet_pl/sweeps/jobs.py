@@ -9,7 +9,7 @@ swapped), `.hydra/hydra.yaml` (its number), `.hydra/config.yaml` (a `path_step` 
 path sweeps), `metrics.json` (final metrics, written only once it finished), `failure.json`
 (written by a run that failed), `csv/metrics.csv` (validation accuracy per epoch) and
 `error_per_pass.csv` (runs with the ErrorPerPass callback), each read
-through `lenet_pl.outputs`' readers. A job with a damaged file (empty, cut short, altered) is kept
+through `lenet_pl.runtime.outputs`' readers. A job with a damaged file (empty, cut short, altered) is kept
 as a fact about that job: `Job.damaged` says which file and what is wrong, and the job counts as
 unfinished, like one that failed, so the report lists it and a resumed sweep runs it again.
 """
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lenet_pl.errors import RunFileError, UserError
-from lenet_pl.outputs import read_csv, read_json, read_metrics, read_yaml
 from lenet_pl.per_pass import read_error_per_pass
+from lenet_pl.runtime.errors import RunFileError, UserError
+from lenet_pl.runtime.outputs import read_csv, read_json, read_metrics, read_yaml
 
 SEED = "seed"
 DEFAULT = "(default)"  # the value of an axis in a job that does not override it

@@ -14,8 +14,8 @@ from typing import Any
 
 from hydra.errors import HydraException
 
-from lenet_pl.errors import RunFileError, UserError
-from lenet_pl.outputs import read_yaml
+from lenet_pl.runtime.errors import RunFileError, UserError
+from lenet_pl.runtime.outputs import read_yaml
 from lenet_pl.sweeps import stats
 from lenet_pl.sweeps.jobs import SEED, Identity, Job, identity, overrides_dict
 

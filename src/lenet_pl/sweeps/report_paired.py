@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lenet_pl.errors import UserError
 from lenet_pl.per_digit import TEST_PREDICTIONS, RunPredictions, read_pair, read_test_predictions
+from lenet_pl.runtime.errors import UserError
 from lenet_pl.sweeps.jobs import Job
 from lenet_pl.sweeps.mcnemar import over_seeds
 from lenet_pl.sweeps.report_format import interval_cell, markdown_table, p_text, short, significant

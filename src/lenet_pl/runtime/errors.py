@@ -31,7 +31,7 @@ class DataError(UserError, RuntimeError):
 
 class RunFileError(UserError, ValueError):
     """A file a run wrote (metrics.json, .hydra/*.yaml, a CSV log) that is empty, cut short or not what the
-    project writes (see lenet_pl.outputs.read_json): a fact about that run, which a sweep's report marks."""
+    project writes (see lenet_pl.runtime.outputs.read_json): a fact about that run, which a sweep's report marks."""
 
     def __init__(self, path: object, problem: str) -> None:
         super().__init__(f"{path} {problem}.")
@@ -39,7 +39,7 @@ class RunFileError(UserError, ValueError):
 
 
 class OutputError(RunFailed, RuntimeError):
-    """A run's output that could not be written: the disk is full or not writable (see lenet_pl.outputs)."""
+    """A run's output that could not be written: the disk is full or not writable (see lenet_pl.runtime.outputs)."""
 
 
 def user_cause(err: BaseException) -> UserError | None:

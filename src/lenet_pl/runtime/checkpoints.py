@@ -21,8 +21,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from lenet_pl.errors import ConfigError, RunFileError
-from lenet_pl.outputs import copy_atomically, read_yaml, write_atomically
+from lenet_pl.runtime.errors import ConfigError, RunFileError
+from lenet_pl.runtime.outputs import copy_atomically, read_yaml, write_atomically
 
 LAST = "last.ckpt"
 

@@ -4,7 +4,7 @@ Shared by evaluate, predict, export and inside. A checkpoint describes itself: `
 run's resolved config in it, so `LeNetModule.load_from_checkpoint` rebuilds the model exactly as
 trained, whatever parts (activation, pooling, head) the run used. The file is read with
 `torch.load(weights_only=True)`, which unpickles only tensors and plain values, never code, so a
-downloaded checkpoint cannot run anything on load; `lenet_pl.checkpoints.load_checkpoint` reads
+downloaded checkpoint cannot run anything on load; `lenet_pl.runtime.checkpoints.load_checkpoint` reads
 it first, to refuse a file that is not a checkpoint of this project in one paragraph.
 """
 
@@ -16,11 +16,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from lenet_pl.checkpoints import load_checkpoint
 from lenet_pl.data import MNISTDataModule
-from lenet_pl.errors import RunFileError, UserError, user_message
 from lenet_pl.module import LeNetModule
-from lenet_pl.outputs import read_metrics
+from lenet_pl.runtime.checkpoints import load_checkpoint
+from lenet_pl.runtime.errors import RunFileError, UserError, user_message
+from lenet_pl.runtime.outputs import read_metrics
 
 
 @dataclass

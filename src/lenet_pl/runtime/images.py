@@ -60,7 +60,7 @@ def describe_preprocessing(datamodule: MNISTDataModule) -> dict[str, Any]:
     return {
         "input": f"float32 tensor (N, {', '.join(map(str, shape))}): N images of one digit each",
         "preprocessing": (
-            "MNIST's own, as lenet_pl.images.to_mnist does it: grayscale; invert if the background is light "
+            "MNIST's own, as lenet_pl.runtime.images.to_mnist does it: grayscale; invert if the background is light "
             "(digits are white on black); stretch the contrast to background 0, brightest ink 255; scale the "
             "digit's bounding box to fit 20x20 keeping its aspect ratio; place it in 28x28 with its centre of "
             f"mass at pixel (14, 14). Then x = pixel / 255, zero-pad {datamodule.pad} pixels on each side "

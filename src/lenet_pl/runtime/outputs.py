@@ -31,7 +31,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lenet_pl.errors import OutputError, RunFileError
+from lenet_pl.runtime.errors import OutputError, RunFileError
 
 # Why a write can fail that is about the disk, not the program: what to tell the user.
 DISK_PROBLEMS = {

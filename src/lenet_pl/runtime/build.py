@@ -12,9 +12,10 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from lenet_pl.config import cpu_bf16_units, instantiate_node
 from lenet_pl.data import MNISTDataModule
 from lenet_pl.module import LeNetModule, check_model_fits_data
+from lenet_pl.runtime.precision import cpu_bf16_units
+from lenet_pl.runtime.values import instantiate_node
 
 log = logging.getLogger("lenet_pl")
 
