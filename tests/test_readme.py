@@ -94,6 +94,15 @@ def test_the_readme_stays_a_front_door():
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move the details to a page under docs/"
 
 
+def test_the_design_page_names_every_module_by_its_place_in_the_layout():
+    """docs/design.md has one line per module: `model.py` at the top, `sweeps/jobs.py`, `runtime/cli.py`."""
+    design = (REPO / "docs" / "design.md").read_text()
+    package = REPO / "src" / "lenet_pl"
+    modules = [p.relative_to(package).as_posix() for p in sorted(package.rglob("*.py")) if p.name != "__init__.py"]
+    missing = [m for m in modules if f"`{m}`" not in design]
+    assert not missing, f"docs/design.md does not describe: {missing}"
+
+
 def _shipped_text_files() -> list[Path]:
     files = [README, REPO / "BENCHMARKS.md", REPO / "pyproject.toml"]
     for folder in ("docs", "conf", "src"):
