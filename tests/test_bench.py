@@ -18,10 +18,11 @@ from omegaconf import OmegaConf
 
 from conftest import run_together
 from lenet_pl import bench
-from lenet_pl.build import build
-from lenet_pl.config import compose_config, validate
 from lenet_pl.data import MNISTDataModule, resolve_device
-from lenet_pl.errors import ConfigError
+from lenet_pl.runtime.build import build
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import ConfigError
+from lenet_pl.runtime.values import validate
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where there is no CUDA")
@@ -327,8 +328,8 @@ FAULTS_PER_STEP = """
 import resource, sys, torch
 from hydra.utils import instantiate
 from lenet_pl.bench import time_plain
-from lenet_pl.config import compose_config
-from lenet_pl.build import configure_process
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.build import configure_process
 cfg = compose_config(["experiment=fast", f"data.root={sys.argv[1]}", "data.verify=false", "data.val_size=200",
                       "threads=1", f"keep_freed_memory={sys.argv[2]}"])
 configure_process(cfg)

@@ -6,7 +6,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import run_cli, tiny_args, write_dataset
-from lenet_pl.trained import load_run
+from lenet_pl.runtime.trained import load_run
 
 PICTURES = {"inputs/train_samples", "val/misclassified", "test/confusion_matrix"}
 

@@ -9,10 +9,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import REPO, run_cli, run_together
-from lenet_pl.config import compose_config
 from lenet_pl.divergence import TrainingDiverged
-from lenet_pl.errors import FAILED, USAGE, ConfigError, DataError, OutputError, RunFileError, UserError
 from lenet_pl.runtime.cli import EXIT_CODES, RENAMED, command, config_keys
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import FAILED, USAGE, ConfigError, DataError, OutputError, RunFileError, UserError
 
 COMMANDS = ("train", "evaluate", "predict", "export", "inside", "summary", "report", "bench", "error_per_pass")
 CONFIG_COMMANDS = ("evaluate", "predict", "export", "inside")  # key=value, composed with conf/<name>.yaml

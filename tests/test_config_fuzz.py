@@ -8,9 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lenet_pl import CONFIG_DIR
-from lenet_pl.config import compose_config, validate
-from lenet_pl.errors import UserError
 from lenet_pl.module import make_scheduler
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import UserError
+from lenet_pl.runtime.values import validate
 
 GROUPS = ("activation", "pooling", "loss", "optimizer", "scheduler", "model", "data", "experiment")
 # Values users type, good and bad: numbers out of range, wrong types, nulls.

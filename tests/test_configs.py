@@ -5,9 +5,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from lenet_pl import CONFIG_DIR
-from lenet_pl.config import compose_config, run_hparams, validate
-from lenet_pl.errors import ConfigError
 from lenet_pl.module import make_scheduler
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import ConfigError
+from lenet_pl.runtime.naming import run_hparams
+from lenet_pl.runtime.values import validate
 
 # Groups whose options are whole configs of the run, each composed on its own below.
 SWAPPABLE = (
@@ -26,12 +28,14 @@ SWAPPABLE = (
 )
 
 
+def options(group: str) -> list[str]:
+    """The choices of a config group as the command line names them: `modern`, `path/0_lenet1998`."""
+    folder = CONFIG_DIR / group
+    return sorted(path.relative_to(folder).with_suffix("").as_posix() for path in folder.rglob("*.yaml"))
+
+
 def every_option() -> list[tuple[str, str]]:
-    return [
-        (group, path.stem)
-        for group in (*SWAPPABLE, "experiment")
-        for path in sorted((CONFIG_DIR / group).glob("*.yaml"))
-    ]
+    return [(group, option) for group in (*SWAPPABLE, "experiment") for option in options(group)]
 
 
 @pytest.mark.parametrize(("group", "option"), every_option())
@@ -42,7 +46,7 @@ def test_every_config_file_composes_and_resolves(group, option, tmp_path):
     validate(cfg)
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")))
+@pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_preset_builds_its_model_loss_optimizer_and_data_module(experiment):
     cfg = compose_config([f"experiment={experiment}"])
     net = instantiate(cfg.model)

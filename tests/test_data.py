@@ -11,7 +11,7 @@ from torchvision.datasets import MNIST, FashionMNIST
 from conftest import IDX_NAMES, REPO, SHARED_MNIST, run_cli, synthetic_digits, write_dataset, write_idx
 from lenet_pl import data
 from lenet_pl.data import MNISTDataModule, TensorBatches, ensure_downloaded
-from lenet_pl.errors import ConfigError, DataError
+from lenet_pl.runtime.errors import ConfigError, DataError
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # apt-get install dataset-fashion-mnist
 

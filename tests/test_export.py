@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lenet_pl.export import main, read_metadata
-from lenet_pl.trained import load_run
+from lenet_pl.runtime.trained import load_run
 
 
 def first_test_digits(run_dir: Path, count: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:

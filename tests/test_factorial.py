@@ -1,4 +1,4 @@
-"""lenet_pl.factorial: a textbook 2^4, statsmodels' OLS, and data whose effects and noise are known by construction."""
+"""lenet_pl.sweeps.factorial: a textbook 2^4, statsmodels' OLS, and data whose effects and noise are known by design."""
 
 import itertools
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from lenet_pl.factorial import analyse, holm, minimum_detectable_effect
+from lenet_pl.sweeps.factorial import analyse, holm, minimum_detectable_effect
 
 AXES = ("A", "B", "C", "D")
 LEVELS = {axis: ("-", "+") for axis in AXES}

@@ -19,20 +19,18 @@ from scipy import stats as scipy_stats
 
 from conftest import run_cli, write_dataset
 from lenet_pl import CONFIG_DIR
-from lenet_pl.config import compose_config
 from lenet_pl.divergence import TrainingDiverged
-from lenet_pl.errors import ConfigError, OutputError, UserError
-from lenet_pl.factorial import analyse
 from lenet_pl.per_digit import write_test_predictions
 from lenet_pl.report import write_report
-from lenet_pl.sweeps import (
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import ConfigError, OutputError, UserError
+from lenet_pl.sweeps.factorial import analyse
+from lenet_pl.sweeps.jobs import identity, load_jobs, overrides_dict
+from lenet_pl.sweeps.plan import (
     Plan,
     Tune,
     configurations,
     grid_jobs,
-    identity,
-    load_jobs,
-    overrides_dict,
     selection_jobs,
     sweep_plan,
     tuned_configurations,
@@ -346,10 +344,10 @@ def test_every_configuration_without_a_choice_gets_no_final_runs(tmp_path):
 
 # --- the path ---------------------------------------------------------------------------------
 
-FORWARD = ["path0_lenet1998", "path1_adam", "path2_softmax", "path3_dense_c3", "path4_max_pool", "path5_relu"]
-FORWARD += ["path6_modern"]
-REVERSE = ["path_undo1_training", "path_undo2_rbf", "path_undo3_table_c3", "path_undo4_subsampling"]
-REVERSE += ["path_undo5_scaled_tanh", "path_undo6_init"]
+FORWARD = ["path/0_lenet1998", "path/1_adam", "path/2_softmax", "path/3_dense_c3", "path/4_max_pool", "path/5_relu"]
+FORWARD += ["path/6_modern"]
+REVERSE = ["path/undo1_training", "path/undo2_rbf", "path/undo3_table_c3", "path/undo4_subsampling"]
+REVERSE += ["path/undo5_scaled_tanh", "path/undo6_init"]
 
 
 @functools.cache
@@ -371,12 +369,12 @@ def flat(config: dict, prefix: str = "") -> dict[str, object]:
 
 # What each step may change, besides `path_step` (and what hangs off a swapped group).
 STEP_CHANGES = {
-    "path1_adam": ("optimizer.", "scheduler.", "data.batch_size", "callbacks.sdlm_curvature."),
-    "path2_softmax": ("model.head.", "loss."),
-    "path3_dense_c3": ("model.c3.",),
-    "path4_max_pool": ("pooling.", "model.pooling."),
-    "path5_relu": ("activation.", "model.activation.", "pooling.activation", "model.pooling.activation"),
-    "path6_modern": ("model.init", "data.mean", "data.std"),
+    "path/1_adam": ("optimizer.", "scheduler.", "data.batch_size", "callbacks.sdlm_curvature."),
+    "path/2_softmax": ("model.head.", "loss."),
+    "path/3_dense_c3": ("model.c3.",),
+    "path/4_max_pool": ("pooling.", "model.pooling."),
+    "path/5_relu": ("activation.", "model.activation.", "pooling.activation", "model.pooling.activation"),
+    "path/6_modern": ("model.init", "data.mean", "data.std"),
 }
 
 
@@ -412,7 +410,7 @@ def test_the_path_starts_at_lenet1998_under_the_factorial_s_protocol_and_ends_at
 
 @pytest.mark.parametrize("undo", REVERSE)
 def test_each_reverse_step_is_the_end_point_with_one_step_s_change_undone(undo):
-    order = int(undo[len("path_undo")])
+    order = int(undo[len("path/undo")])
     end, variant = flat(composed(FORWARD[-1])), flat(composed(undo))
     before, after = flat(composed(FORWARD[order - 1])), flat(composed(FORWARD[order]))
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k) and not k.startswith("path_")}

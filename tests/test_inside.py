@@ -13,14 +13,14 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import run_cli, synthetic_digits
-from lenet_pl.build import build
 from lenet_pl.callbacks import InsideView
-from lenet_pl.config import compose_config
-from lenet_pl.images import to_mnist
 from lenet_pl.inside import main
 from lenet_pl.inside_view import capture, inside_figure, map_columns, tile
 from lenet_pl.layers import digit_bitmaps
-from lenet_pl.trained import load_run
+from lenet_pl.runtime.build import build
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.images import to_mnist
+from lenet_pl.runtime.trained import load_run
 
 MODELS = {
     "modern": ["experiment=modern"],

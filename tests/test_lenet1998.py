@@ -16,9 +16,7 @@ from torch import nn
 
 from conftest import REPO, run_cli
 from lenet_pl.augment import RandomAffineDistortion
-from lenet_pl.config import compose_config
 from lenet_pl.curvature import gauss_newton_diagonal
-from lenet_pl.errors import ConfigError, user_message
 from lenet_pl.layers import (
     RBFMAPLoss,
     RBFOutput,
@@ -33,6 +31,8 @@ from lenet_pl.model import format_layer_table, layer_table
 from lenet_pl.module import LeNetModule
 from lenet_pl.optim import SDLM, PiecewiseConstantLR, SDLMCurvature
 from lenet_pl.per_pass import read_error_per_pass
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import ConfigError, user_message
 
 PAPER_PARAMS = {"C1": 156, "S2": 12, "C3": 1_516, "S4": 32, "C5": 48_120, "F6": 10_164, "output": 0}
 PAPER_CONNECTIONS = {

@@ -1,4 +1,4 @@
-"""lenet_pl.mcnemar: a published paired table, statsmodels' exact McNemar, counts by hand, seeds kept apart."""
+"""lenet_pl.sweeps.mcnemar: a published paired table, statsmodels' exact McNemar, counts by hand, seeds kept apart."""
 
 import math
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from lenet_pl.mcnemar import mcnemar, mcnemar_table, over_seeds
-from lenet_pl.stats import t_interval
+from lenet_pl.sweeps.mcnemar import mcnemar, mcnemar_table, over_seeds
+from lenet_pl.sweeps.stats import t_interval
 
 
 def test_a_published_paired_table_gives_its_published_interval():

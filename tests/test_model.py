@@ -7,10 +7,10 @@ from hydra.utils import instantiate
 from torch import nn
 
 from lenet_pl import CONFIG_DIR
-from lenet_pl.config import compose_config
-from lenet_pl.errors import ConfigError
 from lenet_pl.layers import AvgPool, MaxPool, OneHotMSELoss, ScaledTanh
 from lenet_pl.model import LeNet5, format_layer_table, layer_table
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import ConfigError
 
 
 def choices(group: str) -> list[str]:

@@ -11,10 +11,11 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import run_cli, tiny_args, write_dataset
-from lenet_pl.build import build
-from lenet_pl.config import compose_config, validate
-from lenet_pl.errors import ConfigError
 from lenet_pl.module import LeNetModule, check_model_fits_data
+from lenet_pl.runtime.build import build
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import ConfigError
+from lenet_pl.runtime.values import validate
 
 # One per kind of model the project trains: the classic default, the modern preset (ReLU, max-pool,
 # Adam + cosine) and the 1998 one (Table I C3, trainable subsampling, RBF head + MAP loss, SDLM).

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from conftest import run_cli, tiny_args, write_dataset
-from lenet_pl.errors import OutputError
-from lenet_pl.outputs import disk_error, last_good_checkpoint, output_error, write_atomically
+from lenet_pl.runtime.errors import OutputError
+from lenet_pl.runtime.outputs import disk_error, last_good_checkpoint, output_error, write_atomically
 
 # Loaded into the run's process through PYTHONPATH: writes under LENET_TEST_DISK fail once the files
 # there hold LENET_TEST_DISK_BYTES (a full disk), or at once with LENET_TEST_DISK_READ_ONLY=1; writes to
@@ -369,8 +369,8 @@ def test_the_report_marks_each_job_with_a_damaged_file_and_reports_the_rest(tmp_
 def test_a_log_of_a_run_that_diverged_before_its_first_metric_is_whole(tmp_path):
     """Lightning writes the epoch column only with the first metric the module logs: a run that diverged
     before it has logged its learning rate alone, and that log is whole, not damaged."""
-    from lenet_pl.errors import RunFileError
-    from lenet_pl.sweeps import read_val_acc
+    from lenet_pl.runtime.errors import RunFileError
+    from lenet_pl.sweeps.jobs import read_val_acc
 
     log = tmp_path / "metrics.csv"
     log.write_text("lr-SGD,step\n10000.0,0\n")
@@ -384,7 +384,7 @@ def test_a_log_of_a_run_that_diverged_before_its_first_metric_is_whole(tmp_path)
 
 def test_overrides_cut_at_a_line_break_are_caught_by_hydra_yaml(tmp_path):
     """A YAML list cut after a whole line still parses: hydra.yaml, which holds the same list, says so."""
-    from lenet_pl.sweeps import load_jobs
+    from lenet_pl.sweeps.jobs import load_jobs
     from test_report import write_sweep
 
     sweep = write_sweep(tmp_path / "sweep")

@@ -10,8 +10,6 @@ import torch
 
 from conftest import synthetic_digits
 from lenet_pl.data import TensorBatches
-from lenet_pl.errors import UserError
-from lenet_pl.mcnemar import mcnemar
 from lenet_pl.per_digit import (
     TEST_PREDICTIONS,
     digits_digest,
@@ -20,6 +18,8 @@ from lenet_pl.per_digit import (
     read_test_predictions,
     write_test_predictions,
 )
+from lenet_pl.runtime.errors import UserError
+from lenet_pl.sweeps.mcnemar import mcnemar
 
 
 def test_a_run_saves_the_predicted_class_of_every_test_digit_in_the_test_sets_order(rbf_run: Path):

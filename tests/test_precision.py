@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-from lenet_pl import bench, config
-from lenet_pl.build import build
-from lenet_pl.config import compose_config
-from lenet_pl.errors import ConfigError
+from lenet_pl import bench
+from lenet_pl.runtime import precision as runtime_precision
+from lenet_pl.runtime.build import build
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import ConfigError
 
 # Presets that reproduce a published number: they must stay in fp32 whatever the default becomes.
 PUBLISHED = ("classic", "seed_keras", "lenet1998")
@@ -72,7 +73,7 @@ def test_bf16_trains_on_the_cpu_with_bf16_activations_and_fp32_weights(synthetic
     ],
 )
 def test_the_log_says_whether_this_cpu_runs_bf16_natively(monkeypatch, caplog, tmp_path, units, level, words):
-    monkeypatch.setattr("lenet_pl.build.cpu_bf16_units", lambda: units)
+    monkeypatch.setattr("lenet_pl.runtime.build.cpu_bf16_units", lambda: units)
     quiet = ["trainer=cpu", "logger=none", "callbacks=none", f"paths.output_dir={tmp_path}"]
     with caplog.at_level(logging.INFO, logger="lenet_pl"):
         build(compose_config(["precision=bf16", *quiet]))
@@ -90,11 +91,11 @@ def test_the_log_says_whether_this_cpu_runs_bf16_natively(monkeypatch, caplog, t
 def test_cpu_bf16_units_follow_torchs_cpu_flags(monkeypatch):
     flags = {"amx_bf16": False, "avx512_bf16": True, "avx2": True}
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: flags)
-    assert config.cpu_bf16_units() == ["AVX512_BF16"]
+    assert runtime_precision.cpu_bf16_units() == ["AVX512_BF16"]
     flags.update(amx_bf16=True)
-    assert config.cpu_bf16_units() == ["AMX", "AVX512_BF16"]
+    assert runtime_precision.cpu_bf16_units() == ["AMX", "AVX512_BF16"]
     flags.update(amx_bf16=False, avx512_bf16=False)
-    assert config.cpu_bf16_units() == []
+    assert runtime_precision.cpu_bf16_units() == []
 
 
 @pytest.mark.parametrize(
@@ -109,7 +110,7 @@ def test_cpu_bf16_units_follow_torchs_cpu_flags(monkeypatch):
     ],
 )
 def test_auto_precision_is_bf16_only_where_it_runs_fast(monkeypatch, units, cuda, cuda_bf16, trainer, expected):
-    monkeypatch.setattr(config, "cpu_bf16_units", lambda: units)
+    monkeypatch.setattr(runtime_precision, "cpu_bf16_units", lambda: units)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_, **__: cuda_bf16)
     assert compose_config(["precision=auto", f"trainer={trainer}"]).trainer.precision == expected

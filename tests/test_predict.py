@@ -9,9 +9,9 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.datasets import MNIST
 
-from lenet_pl.images import to_mnist
 from lenet_pl.predict import main
-from lenet_pl.trained import load_run
+from lenet_pl.runtime.images import to_mnist
+from lenet_pl.runtime.trained import load_run
 
 DIGITS = 60  # real MNIST test digits, each rendered in every variant below
 

@@ -1,4 +1,4 @@
-"""lenet_pl.progress: the sweep's one progress line, read from job dirs, and each job's output kept in its log."""
+"""lenet_pl.sweeps.progress: the sweep's one progress line, read from job dirs, and each job's output in its log."""
 
 import io
 import logging
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from lenet_pl.progress import JobOutput, SweepProgress, SweepWatch
+from lenet_pl.sweeps.progress import JobOutput, SweepProgress, SweepWatch
 from test_fair_and_path import write_job
 
 

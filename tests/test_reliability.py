@@ -16,11 +16,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import run_cli, run_together, tiny_args, write_dataset
-from lenet_pl.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
-from lenet_pl.config import compose_config, unique_dir
 from lenet_pl.divergence import DivergenceGuard, TrainingDiverged
-from lenet_pl.errors import ConfigError
 from lenet_pl.module import LeNetModule
+from lenet_pl.runtime.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import ConfigError
+from lenet_pl.runtime.naming import unique_dir
 
 # Deterministic on CPU: one thread, so reductions always run in the same order.
 RUN = ("threads=1", "trainer.max_epochs=4", "optimizer.lr=0.05", "seed=7")

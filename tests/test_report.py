@@ -13,12 +13,12 @@ import pytest
 from scipy import stats as scipy_stats
 
 from conftest import REPO, run_cli
-from lenet_pl import stats
-from lenet_pl.factorial import analyse
-from lenet_pl.mcnemar import mcnemar_table
 from lenet_pl.per_digit import TEST_PREDICTIONS, write_test_predictions
 from lenet_pl.report import main, write_report
-from lenet_pl.report_format import p_text
+from lenet_pl.sweeps import stats
+from lenet_pl.sweeps.factorial import analyse
+from lenet_pl.sweeps.mcnemar import mcnemar_table
+from lenet_pl.sweeps.report_format import p_text
 
 # test error (%) of each (activation, optimizer, seed) run: relu lowers it by 1 point, adam by 3 (seed 1: 5)
 ERRORS = {

@@ -8,8 +8,8 @@ from hydra.utils import instantiate
 from torch import nn
 
 from conftest import train_to_metrics
-from lenet_pl.config import compose_config
 from lenet_pl.model import layer_table
+from lenet_pl.runtime.compose import compose_config
 
 
 def seed_keras(*overrides: str):

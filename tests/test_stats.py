@@ -1,11 +1,11 @@
-"""lenet_pl.stats on numbers worked out by hand: intervals, selection, effects, interactions, paths."""
+"""lenet_pl.sweeps.stats on numbers worked out by hand: intervals, selection, effects, interactions, paths."""
 
 import math
 
 import pytest
 from scipy import stats as scipy_stats
 
-from lenet_pl.stats import (
+from lenet_pl.sweeps.stats import (
     Trial,
     effect,
     interactions,

@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import run_cli, run_together, synthetic_digits, write_dataset
 from lenet_pl import CONFIG_DIR
-from lenet_pl.config import job_name, sweep_size
+from lenet_pl.runtime.naming import job_name, sweep_size
 
 
 def tiny_sweep_args(data_root: Path, sweep_dir: Path, *overrides: str) -> list[str]:

@@ -44,11 +44,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from lenet_pl.build import build, configure_process
-from lenet_pl.config import compose_config, cpu_bf16_units
 from lenet_pl.data import MNISTDataModule, resolve_device
 from lenet_pl.module import make_scheduler
+from lenet_pl.runtime.build import build, configure_process
 from lenet_pl.runtime.cli import ArgumentParser, command
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.precision import cpu_bf16_units
 
 PIPELINES = ("plain", "lightning", "naive")
 

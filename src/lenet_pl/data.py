@@ -24,7 +24,7 @@ from torch import Tensor
 from torchvision.datasets import MNIST, FashionMNIST
 
 from lenet_pl.augment import AUGMENTATIONS
-from lenet_pl.errors import ConfigError, DataError
+from lenet_pl.runtime.errors import ConfigError, DataError
 
 log = logging.getLogger("lenet_pl")
 

@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from lenet_pl.errors import ConfigError, RunFailed
+from lenet_pl.runtime.errors import ConfigError, RunFailed
 
 
 class TrainingDiverged(RunFailed, RuntimeError):

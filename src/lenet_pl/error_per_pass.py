@@ -16,9 +16,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from lenet_pl.errors import RunFileError, UserError
 from lenet_pl.per_pass import COLUMNS, plot_error_per_pass, read_error_per_pass
 from lenet_pl.runtime.cli import ArgumentParser, command
+from lenet_pl.runtime.errors import RunFileError, UserError
 
 log = logging.getLogger("lenet_pl")
 

@@ -26,9 +26,9 @@ from torchmetrics.functional.classification import (
 )
 
 from lenet_pl.callbacks import confusion_matrix_image, labelled_grid
-from lenet_pl.errors import UserError
 from lenet_pl.runtime.cli import config_command
-from lenet_pl.trained import load_run
+from lenet_pl.runtime.errors import UserError
+from lenet_pl.runtime.trained import load_run
 
 DEVICES = ("auto", "cpu", "cuda")
 

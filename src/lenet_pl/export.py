@@ -25,11 +25,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from lenet_pl.errors import UserError
-from lenet_pl.images import describe_preprocessing
-from lenet_pl.outputs import write_atomically
 from lenet_pl.runtime.cli import config_command
-from lenet_pl.trained import load_run
+from lenet_pl.runtime.errors import UserError
+from lenet_pl.runtime.images import describe_preprocessing
+from lenet_pl.runtime.outputs import write_atomically
+from lenet_pl.runtime.trained import load_run
 
 METADATA_FILE = "lenet_pl.json"  # TorchScript's extra file holding the metadata
 

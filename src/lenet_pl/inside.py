@@ -18,11 +18,11 @@ from PIL import Image
 from torch import Tensor
 
 from lenet_pl.data import MNISTDataModule
-from lenet_pl.errors import UserError
-from lenet_pl.images import to_mnist
 from lenet_pl.inside_view import inside_figure
 from lenet_pl.runtime.cli import config_command
-from lenet_pl.trained import load_run
+from lenet_pl.runtime.errors import UserError
+from lenet_pl.runtime.images import to_mnist
+from lenet_pl.runtime.trained import load_run
 
 
 def render(cfg: DictConfig) -> int:
@@ -62,7 +62,7 @@ def render(cfg: DictConfig) -> int:
 
 
 def read_image(path: Path, datamodule: MNISTDataModule) -> Tensor:
-    """An image file of one digit -> the model's input, preprocessed as `lenet_pl.predict` does it (lenet_pl.images)."""
+    """An image file of one digit -> the model's input, preprocessed as `lenet_pl.predict` does it (runtime.images)."""
     if not path.is_file():
         raise UserError(f"image={str(path)!r} does not exist. Give an image file of one digit (.png, .jpg, ...).")
     try:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lenet_pl.errors import ConfigError
 from lenet_pl.layers import AvgPool
+from lenet_pl.runtime.errors import ConfigError
 
 
 class LeNet5(nn.Sequential):

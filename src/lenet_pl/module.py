@@ -15,10 +15,10 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lenet_pl.config import instantiate_node, refused_as_config_error
 from lenet_pl.data import IMAGE_SIZE
-from lenet_pl.errors import ConfigError, UserError
 from lenet_pl.per_digit import in_test_order
+from lenet_pl.runtime.errors import ConfigError, UserError
+from lenet_pl.runtime.values import instantiate_node, refused_as_config_error
 
 
 def make_scheduler(factory: Callable[..., LRScheduler], optimizer: Optimizer, total_steps: int | float) -> LRScheduler:

@@ -41,7 +41,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from lenet_pl.curvature import gauss_newton_diagonal, hessian_row_magnitude
-from lenet_pl.errors import ConfigError
+from lenet_pl.runtime.errors import ConfigError
 
 log = logging.getLogger("lenet_pl")
 

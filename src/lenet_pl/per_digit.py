@@ -2,7 +2,7 @@
 
 `lenet_pl.train` writes `test_predictions.npz` beside `metrics.json`: the predicted class of every
 test digit in the test set's order, the true labels, and a digest of the digits (images and labels),
-so that two runs can be checked to be on the same digits before `lenet_pl.mcnemar` pairs them.
+so that two runs can be checked to be on the same digits before `lenet_pl.sweeps.mcnemar` pairs them.
 About 20 KB for MNIST's 10,000 digits, before compression.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from lenet_pl.errors import UserError
-from lenet_pl.outputs import write_atomically
+from lenet_pl.runtime.errors import UserError
+from lenet_pl.runtime.outputs import write_atomically
 
 TEST_PREDICTIONS = "test_predictions.npz"
 

@@ -3,8 +3,8 @@ writes), read back and drawn as the 1998 paper's Fig. 5, one run or several in o
 
 from pathlib import Path
 
-from lenet_pl.errors import RunFileError
-from lenet_pl.outputs import read_csv
+from lenet_pl.runtime.errors import RunFileError
+from lenet_pl.runtime.outputs import read_csv
 
 # The paper's published end points after 20 passes (LeCun et al. 1998, Section III.C and Fig. 5), in percent.
 PAPER_END_POINTS = {

@@ -18,10 +18,10 @@ import torch
 from omegaconf import DictConfig, ListConfig
 from PIL import Image
 
-from lenet_pl.errors import UserError
-from lenet_pl.images import to_mnist
 from lenet_pl.runtime.cli import config_command
-from lenet_pl.trained import load_run
+from lenet_pl.runtime.errors import UserError
+from lenet_pl.runtime.images import to_mnist
+from lenet_pl.runtime.trained import load_run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FORMATS = ("table", "jsonl")

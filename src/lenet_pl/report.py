@@ -3,25 +3,25 @@
 python -m lenet_pl.report outputs/multirun/2026-11-25/11-43-32              # writes <sweep dir>/report/
 python -m lenet_pl.report outputs/multirun/2026-11-25/11-43-32 --output docs/results
 
-Reads each job's own files, never its logs or its folder's name (lenet_pl.sweeps). Jobs without
+Reads each job's own files, never its logs or its folder's name (lenet_pl.sweeps.jobs). Jobs without
 metrics.json are listed, not dropped: failed (with the error), or still running / killed, so the
 report also works on a sweep that is running or was cut short.
 
 The axes of a sweep are the override keys whose values differ between its jobs; `seed` repeats
 a configuration. Three kinds of sweep get sections of their own:
 - a tuned sweep (`sweep=fair`, `hydra/sweeper=tuned` with `tune`): the learning rate of each
-  configuration is chosen on validation (`lenet_pl.stats.select`, the same choice the sweeper
+  configuration is chosen on validation (`lenet_pl.sweeps.stats.select`, the same choice the sweeper
   made), and everything after that uses only the runs at the chosen rate;
 - every sweep with two or more configurations: main effects with 95% confidence intervals, the
   effects after 1, 5 and 20 epochs (validation error from each run's CSV), and the two-way
   interactions. A two-level factorial on several seeds is fitted as one linear model
-  (`lenet_pl.report_factorial`, `lenet_pl.factorial`): its effects, interactions, p-values and
-  minimum detectable effect come first, the seed-level t-intervals of `lenet_pl.stats` beside them;
+  (`lenet_pl.sweeps.report_effects`, `lenet_pl.sweeps.factorial`): its effects, interactions, p-values and
+  minimum detectable effect come first, the seed-level t-intervals of `lenet_pl.sweeps.stats` beside them;
 - a path sweep (`sweep=path`, `sweep=path_reverse`: presets with a `path_step`): a waterfall of
   test error along the path, and the modern end point with one change undone at a time.
 
 Where the runs saved their per-digit test predictions, McNemar's paired test compares two
-configurations' networks seed by seed on the same digits (`lenet_pl.report_paired`).
+configurations' networks seed by seed on the same digits (`lenet_pl.sweeps.report_paired`).
 """
 
 import math
@@ -31,13 +31,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from lenet_pl import report_factorial, report_paired, report_plots, stats
-from lenet_pl.errors import RunFileError
-from lenet_pl.outputs import read_json
 from lenet_pl.per_pass import plot_error_per_pass
-from lenet_pl.report_format import interval_cell, markdown_table, short, write_csv
 from lenet_pl.runtime.cli import ArgumentParser, command
-from lenet_pl.sweeps import SEED, Job, Sweep, path_data, read_sweep
+from lenet_pl.runtime.errors import RunFileError
+from lenet_pl.runtime.outputs import read_json
+from lenet_pl.sweeps import report_effects, report_paired, report_plots, stats
+from lenet_pl.sweeps.jobs import SEED, Job
+from lenet_pl.sweeps.report_format import interval_cell, markdown_table, short, write_csv
+from lenet_pl.sweeps.sweep import Sweep, path_data, read_sweep
 
 THRESHOLDS = (0.98, 0.99)  # validation accuracies whose first epoch the table reports
 BUDGETS = (1, 5, 20)  # epochs at which the effects are measured again
@@ -361,10 +362,10 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
     is_path = bool(forward or reverse)
     cells = sweep.cells(_test_error)
     effects = stats.main_effects(cells, *_axes(sweep)) if not is_path else []
-    fit, why_not = report_factorial.fit_model(sweep, cells) if not is_path else (None, "")
-    held_out = report_factorial.held_out_effects(sweep, cells)
+    fit, why_not = report_effects.fit_model(sweep, cells) if not is_path else (None, "")
+    held_out = report_effects.held_out_effects(sweep, cells)
     write_csv(rows, out_dir / "configurations.csv")
-    effect_rows = report_factorial.effect_rows(effects, fit, held_out)
+    effect_rows = report_effects.effect_rows(effects, fit, held_out)
     write_csv(effect_rows or [{"axis": "", "change": "", "pairs": 0}], out_dir / "effects.csv")
     series = []
     for row in rows:  # best first, as in the table
@@ -440,11 +441,11 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
             plots.append("![the end point with one change undone](path_reverse.png)")
         parts += _paired(report_paired.path_comparisons(sweep), out_dir)
     else:
-        parts += report_factorial.effects_section(sweep, cells, effects, fit, why_not, held_out)
+        parts += report_effects.effects_section(sweep, cells, effects, fit, why_not, held_out)
         report_plots.plot_effects(effects, out_dir / "effects.png", fit)
         plots.append("![main effects with 95% confidence intervals](effects.png)")
         if fit is not None:
-            parts += report_factorial.resolved_lines(fit)
+            parts += report_effects.resolved_lines(fit)
         if any(e.pairs for e in effects):
             by_budget = budget_effects(sweep)
             section, budget_rows = budget_section(by_budget)
@@ -455,12 +456,12 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
             if len(sweep.config_axes) >= 2:
                 found = stats.interactions(cells, *_axes(sweep))
                 if fit is not None:
-                    section, interaction_rows = report_factorial.interaction_section(fit)
+                    section, interaction_rows = report_effects.interaction_section(fit)
                     parts += section
                     write_csv(interaction_rows, out_dir / "interactions.csv")
                 else:
-                    parts += report_factorial.conditional_section(found)
-                write_csv(report_factorial.conditional_rows(found), out_dir / "conditional_effects.csv")
+                    parts += report_effects.conditional_section(found)
+                write_csv(report_effects.conditional_rows(found), out_dir / "conditional_effects.csv")
                 report_plots.plot_interactions(effects, found, out_dir / "interactions.png")
                 plots.append("![each swap under each level of another axis](interactions.png)")
         parts += _paired(report_paired.factorial_comparisons(sweep), out_dir)

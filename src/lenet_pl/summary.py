@@ -10,9 +10,10 @@ It takes `python -m lenet_pl.train`'s arguments (its --help lists them all); tho
 import sys
 
 from lenet_pl import CONFIG_DIR
-from lenet_pl.config import compose_config, instantiate_node
 from lenet_pl.model import format_layer_table, layer_table
 from lenet_pl.runtime.cli import EXIT_CODES, command, format_keys
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.values import instantiate_node
 
 KEYS = {
     "experiment": "a whole preset",

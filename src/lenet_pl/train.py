@@ -23,17 +23,22 @@ from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from lenet_pl import CONFIG_DIR
-from lenet_pl.build import build
-from lenet_pl.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
-from lenet_pl.config import run_hparams, validate
 from lenet_pl.divergence import TrainingDiverged
-from lenet_pl.errors import ConfigError, OutputError, RunFailed, UserError, user_cause, user_message
 from lenet_pl.model import format_layer_table, layer_table
-from lenet_pl.outputs import disk_error, output_dirs, output_error, remove_unstarted_dirs, write_atomically
 from lenet_pl.per_digit import write_test_predictions
+from lenet_pl.runtime.build import build
+from lenet_pl.runtime.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
 from lenet_pl.runtime.cli import hydra_app
+from lenet_pl.runtime.compose import register_resolvers
+from lenet_pl.runtime.errors import ConfigError, OutputError, RunFailed, UserError, user_cause, user_message
+from lenet_pl.runtime.naming import run_hparams
+from lenet_pl.runtime.outputs import disk_error, output_dirs, output_error, remove_unstarted_dirs, write_atomically
+from lenet_pl.runtime.values import validate
 
 log = logging.getLogger("lenet_pl")
+# conf/train.yaml names run dirs with ${unique_dir:...} and ${sweep_job_name:...}, which Hydra resolves
+# before main runs, here and in every process a launcher starts a job in (they import this module).
+register_resolvers()
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -90,7 +95,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         else:
             logger.log_hyperparams(hparams)
         logger.finalize("success")  # test() already closed it: without this the write may be lost at exit
-    if module.test_predicted is not None:  # for per-digit comparisons of runs (lenet_pl.mcnemar)
+    if module.test_predicted is not None:  # for per-digit comparisons of runs (lenet_pl.sweeps.mcnemar)
         write_test_predictions(output_dir, module.test_predicted, *datamodule.splits["test"])
     write_atomically(
         output_dir / "metrics.json", json.dumps({"hparams": hparams, "metrics": metrics}, indent=2).encode()

@@ -1,13 +1,13 @@
 """`hydra/sweeper=tuned`: a grid sweep that picks each configuration's learning rate on validation, and resumes.
 
 Hydra finds sweepers only in the `hydra_plugins` package, so this class lives here; what it
-launches comes from `lenet_pl.sweeps`, which the report reads the sweep with too.
+launches comes from `lenet_pl.sweeps.plan`, which the report reads the sweep with too.
 
 - Without `tune` it runs the grid of `params` and the command line, like Hydra's basic sweeper.
 - With `tune` it runs in two stages. Stage 1: every configuration (a grid job without its seed)
   at every candidate of `tune.grid` on the `tune.seeds`. Then, per configuration, the candidate
   with the best mean `tune.metric` (a validation metric) wins: a candidate whose run failed or
-  diverged loses; ties go to the smaller value (`lenet_pl.stats.select`). The choice is written
+  diverged loses; ties go to the smaller value (`lenet_pl.sweeps.stats.select`). The choice is written
   to <sweep dir>/selection.yaml. With `tune.top` and several seeds, stage 1 runs every candidate
   on the first seed, then only its `top` best on the other seeds, which choose among those by the
   mean over all selection seeds: a second opinion where it matters, for a fraction of the runs.
@@ -17,7 +17,7 @@ launches comes from `lenet_pl.sweeps`, which the report reads the sweep with too
   (metrics.json, or a failure.json that is one: the run diverged or its config is invalid) are
   kept, a job stopped midway or failed otherwise (a bug, a full disk) continues from its own
   `checkpoints/last.ckpt` in a new job dir, and the rest start afresh.
-- A job that fails with a user error (lenet_pl.errors.UserError, e.g. TrainingDiverged) is a
+- A job that fails with a user error (lenet_pl.runtime.errors.UserError, e.g. TrainingDiverged) is a
   result, logged in one line; the sweep goes on and exits 0. Any other exception is raised once
   every job has returned, as Hydra's basic sweeper does.
 """
@@ -61,17 +61,23 @@ class TunedSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
-        from lenet_pl import sweeps
+        from lenet_pl.sweeps.jobs import SEED, identity, job_dirs, load_jobs, overrides_dict
+        from lenet_pl.sweeps.plan import (
+            Plan,
+            Tune,
+            final_jobs,
+            grid_jobs,
+            selection_jobs,
+            tuned_configurations,
+            tuned_total,
+        )
 
         assert self.config is not None and self.hydra_context is not None
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        grid = [
-            sweeps.overrides_dict(job)
-            for job in sweeps.grid_jobs(self.params, arguments, self.hydra_context.config_loader)
-        ]
-        earlier = sweeps.load_jobs(sweep_dir) if sweeps.job_dirs(sweep_dir) else []
+        grid = [overrides_dict(job) for job in grid_jobs(self.params, arguments, self.hydra_context.config_loader)]
+        earlier = load_jobs(sweep_dir) if job_dirs(sweep_dir) else []
         self.next_job_idx = max((job.num + 1 for job in earlier), default=0)
         if earlier:
             log.info("Resuming the sweep in %s: %d job dirs from earlier attempts", sweep_dir, len(earlier))
@@ -79,25 +85,25 @@ class TunedSweeper(Sweeper):
         if not self.tune_cfg:
             returns = [self._launch(sweep_dir, grid, "grid")]
         else:
-            tune = sweeps.Tune.from_config(self.tune_cfg)
-            if not any(sweeps.SEED in job for job in grid):
+            tune = Tune.from_config(self.tune_cfg)
+            if not any(SEED in job for job in grid):
                 log.info("No seed axis: the configurations are tuned and reported on the selection seeds alone.")
-            stage1 = sweeps.selection_jobs(grid, tune)
-            plan = sweeps.Plan(sweeps.tuned_total(grid, tune), grid, tune)
+            stage1 = selection_jobs(grid, tune)
+            plan = Plan(tuned_total(grid, tune), grid, tune)
             if not tune.screened:
                 returns = [self._launch(sweep_dir, stage1, "stage 1 (learning-rate selection on validation)")]
             else:
                 first = f"stage 1 (every candidate on selection seed {tune.seeds[0]})"
                 returns = [self._launch(sweep_dir, stage1, first)]
-                screened = sweeps.tuned_configurations(sweeps.load_jobs(sweep_dir), plan, complete=True)
-                finalists = {sweeps.identity(t.config): t.finalists for t in screened}
+                screened = tuned_configurations(load_jobs(sweep_dir), plan, complete=True)
+                finalists = {identity(t.config): t.finalists for t in screened}
                 later = ", ".join(map(str, tune.seeds[1:]))
-                stage1b = sweeps.selection_jobs(grid, tune, finalists)
+                stage1b = selection_jobs(grid, tune, finalists)
                 returns.append(self._launch(sweep_dir, stage1b, f"stage 1 (the {tune.top} best on seed {later})"))
-            tuned = sweeps.tuned_configurations(sweeps.load_jobs(sweep_dir), plan, complete=True)
+            tuned = tuned_configurations(load_jobs(sweep_dir), plan, complete=True)
             self._write_selection(sweep_dir, tune, tuned)
-            chosen = {sweeps.identity(t.config): t.selection.chosen for t in tuned if t.selection.chosen is not None}
-            stage2 = sweeps.final_jobs(grid, tune, chosen)
+            chosen = {identity(t.config): t.selection.chosen for t in tuned if t.selection.chosen is not None}
+            stage2 = final_jobs(grid, tune, chosen)
             returns.append(self._launch(sweep_dir, stage2, "stage 2 (the other seeds at the chosen values)"))
         if self.errors:
             raise self.errors[0]
@@ -105,13 +111,14 @@ class TunedSweeper(Sweeper):
 
     def _launch(self, sweep_dir: Path, jobs: list[dict[str, str]], what: str) -> Sequence[JobReturn]:
         """Launch the `jobs` that have no result in `sweep_dir` yet; a stopped one resumes from its last.ckpt."""
-        from lenet_pl import sweeps
-        from lenet_pl.errors import UserError
+        from lenet_pl.runtime.errors import UserError
+        from lenet_pl.sweeps.jobs import identity, job_dirs, load_jobs
+        from lenet_pl.sweeps.plan import best_per_identity
 
-        earlier = sweeps.best_per_identity(sweeps.load_jobs(sweep_dir)) if sweeps.job_dirs(sweep_dir) else {}
+        earlier = best_per_identity(load_jobs(sweep_dir)) if job_dirs(sweep_dir) else {}
         todo, kept, resumed = [], 0, 0
         for job in jobs:
-            found = earlier.get(sweeps.identity(job))
+            found = earlier.get(identity(job))
             if found is not None and (found.finished or (found.failure and found.failure_is_result)):
                 kept += 1
                 continue

@@ -1,1 +1,2 @@
-"""The run plumbing a first read can skip: how a command is parsed, helped and ended (`cli`)."""
+"""The plumbing a first read can skip: composing, checking and naming configs, building a run, checkpoints,
+outputs, errors, a trained run loaded back, image files, and the command-line harness (`cli`)."""

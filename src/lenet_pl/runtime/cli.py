@@ -9,7 +9,7 @@ error's exit code, never a traceback.
 - `hydra_app`: a `@hydra.main` app (train). Hydra itself answers `--help`, from `hydra.help.template`
   (conf/hydra/help/train.yaml), so that `--help experiment=modern` shows that preset's values.
 
-Exit codes (lenet_pl.errors): 0 done; 2 (USAGE) the command as given cannot run: a bad key, value, file
+Exit codes (lenet_pl.runtime.errors): 0 done; 2 (USAGE) the command as given cannot run: a bad key, value, file
 or data set, or a config Hydra cannot compose; 1 (FAILED) it ran and failed (`RunFailed`: training
 diverged, a sweep job failed, the disk filled up; predict's unreadable images), or a bug, which keeps
 its traceback.
@@ -26,9 +26,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from lenet_pl import CONFIG_DIR
-from lenet_pl.config import compose_config
-from lenet_pl.errors import USAGE, OutputError, UserError, user_cause, user_message
-from lenet_pl.outputs import disk_error, what_failed
+from lenet_pl.runtime.compose import compose_config
+from lenet_pl.runtime.errors import USAGE, OutputError, UserError, user_cause, user_message
+from lenet_pl.runtime.outputs import disk_error, what_failed
 
 OK = 0
 HELP = ("-h", "--help")
