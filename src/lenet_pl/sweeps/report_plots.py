@@ -158,6 +158,13 @@ def plot_effects(effects: list[stats.Effect], path: Path, fit: FactorialAnalysis
     _save(fig, path)
 
 
+def _budget_tick(measure: str) -> str:
+    """The x label of a budget: its epochs (validation error), or the test error of the best or last network."""
+    if measure.startswith("val"):
+        return measure.removeprefix("val error, epoch ")
+    return "test\nlast" if "last epoch" in measure else "test\nbest"
+
+
 def plot_budget(by_budget: dict[str, list[stats.Effect]], path: Path) -> None:
     """One panel per swap: its effect after each budget (validation error) and on the final test error."""
     measures = list(by_budget)
@@ -180,7 +187,7 @@ def plot_budget(by_budget: dict[str, list[stats.Effect]], path: Path) -> None:
             yerr = None if errors is None else [[errors[0][j]], [errors[1][j]]]
             ax.errorbar([x], [intervals[j].mean], yerr=yerr, fmt="o", color=colors[j], capsize=4, zorder=2)
         ax.set_xticks(range(len(measures)))
-        ax.set_xticklabels([m.removeprefix("val error, epoch ") if m.startswith("val") else "test" for m in measures])
+        ax.set_xticklabels([_budget_tick(m) for m in measures])
         ax.set_xlabel("epochs (validation error) | test", fontsize=8)
         ax.set_title(f"{axis}: {_short(base)} -> {_short(level)}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
