@@ -1,5 +1,7 @@
 """Shared test helpers: small IDX data sets written by the tests, real MNIST from ../shared, the CLI."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -152,7 +154,7 @@ def mnist_run(real_mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     """The run dir of a LeNet-5 trained briefly on real MNIST (experiment=modern, 250 steps, ~96% test
     accuracy) with the default callbacks and loggers; evaluate, predict, export and callback tests share it."""
     run_dir = tmp_path_factory.mktemp("mnist_run") / "run"
-    result = run_cli(
+    result = run_in_process(
         "lenet_pl.train",
         "experiment=modern",
         f"data.root={real_mnist_root}",
@@ -174,40 +176,82 @@ def rbf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("rbf_run")
     run_dir = tmp / "run"
     overrides = ["model=lenet5_1998", "activation=scaled_tanh", "pooling=subsample", "loss=rbf_map"]
-    result = run_cli("lenet_pl.train", *tiny_args(write_dataset(tmp / "data"), run_dir, *overrides), cwd=tmp)
+    result = run_in_process("lenet_pl.train", *tiny_args(write_dataset(tmp / "data"), run_dir, *overrides), cwd=tmp)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return run_dir
 
 
-@pytest.fixture
-def train_in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., int]]:
-    """`python -m lenet_pl.train <args>` run in this process (no interpreter start-up, ~1 s a run): returns
-    its exit status. What `cli` and Hydra set for the process (Hydra's error mode, thread and logging
-    hooks, the root logger's handlers: the console and the run's train.log) is undone afterwards."""
+@contextlib.contextmanager
+def _process_state(cwd: Path | None) -> Iterator[None]:
+    """Undo afterwards what a command sets for its process: the environment, working folder, argv, torch's
+    thread count, the root logger's handlers (the console and a run's train.log) and level, warning
+    filters, the thread and logging error hooks, and the run dirs noted for error messages."""
     import logging
     import threading
+    import warnings
 
-    from lenet_pl import train
+    from lenet_pl.runtime import outputs
 
+    environ, argv, folder, threads = dict(os.environ), sys.argv[:], os.getcwd(), torch.get_num_threads()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    monkeypatch.setenv("LENET_PL_SET_HYDRA_FULL_ERROR", "1")
-    monkeypatch.delenv("LENET_DATA_ROOT", raising=False)
-    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
-    monkeypatch.setattr(logging, "raiseExceptions", logging.raiseExceptions)
+    hook, raise_exceptions = threading.excepthook, logging.raiseExceptions
+    noted = outputs.output_dirs[:], outputs.created_dirs[:]
+    outputs.output_dirs.clear()
+    outputs.created_dirs.clear()
+    try:
+        with warnings.catch_warnings():
+            if cwd is not None:
+                os.chdir(cwd)
+            yield
+    finally:
+        os.chdir(folder)
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.argv[:] = argv
+        torch.set_num_threads(threads)
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        threading.excepthook, logging.raiseExceptions = hook, raise_exceptions
+        outputs.output_dirs[:], outputs.created_dirs[:] = noted
+
+
+def run_in_process(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` run in this process, as `run_cli` runs it in a new one (same result type),
+    without the interpreter's start-up and imports (~5 s of a tiny run's ~7 on one core). For what a
+    separate process adds nothing to: messages, exit codes and files. A test about processes (kills,
+    DDP, concurrent starts, the environment, an installed copy) uses `run_cli`."""
+    import importlib
+
+    out, err = io.StringIO(), io.StringIO()
+    with _process_state(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        os.environ.pop("LENET_DATA_ROOT", None)
+        if module == "lenet_pl.train":  # Hydra's app reads sys.argv and ends with sys.exit
+            from lenet_pl import train
+
+            sys.argv = [module, *args]
+            try:
+                train.cli()
+                code = 0
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else 1
+        else:
+            code = importlib.import_module(module).main(list(args))
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def train_in_process() -> Callable[..., int]:
+    """`python -m lenet_pl.train <args>` run in this process (`run_in_process`): returns its exit status,
+    its output left on the real stdout and stderr for `capfd`."""
 
     def run(*args: str) -> int:
-        monkeypatch.setattr(sys, "argv", ["lenet_pl.train", *args])
-        try:
-            train.cli()
-        except SystemExit as exit:
-            return int(exit.code or 0)
-        return 0
+        result = run_in_process("lenet_pl.train", *args)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        return result.returncode
 
-    yield run
-    for handler in root.handlers:
-        if handler not in handlers:
-            handler.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    return run

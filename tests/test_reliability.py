@@ -1,6 +1,5 @@
 """A run that is killed, diverges, is mistyped or is rerun loses nothing and says what happened."""
 
-import functools
 import json
 import os
 import signal
@@ -15,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import run_cli, run_together, tiny_args, write_dataset
+from conftest import run_cli, run_in_process, tiny_args, write_dataset
 from lenet_pl.divergence import DivergenceGuard, TrainingDiverged
 from lenet_pl.module import LeNetModule
 from lenet_pl.runtime.checkpoints import adopt_checkpoint, check_compatible, load_checkpoint, resolve_checkpoint
@@ -49,18 +48,12 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference_runs(tmp_path_factory, data_root) -> dict[str, Path]:
-    """Three uninterrupted runs: seed 7 twice and seed 8 once."""
+    """Three uninterrupted runs: seed 7 in a process of its own and again in this one, and seed 8."""
     tmp = tmp_path_factory.mktemp("reference")
     seeds = {"a": 7, "b": 7, "other_seed": 8}
-    results = run_together(
-        *[
-            functools.partial(
-                run_cli, "lenet_pl.train", *tiny_args(data_root, tmp / name, *RUN, f"seed={seed}"), cwd=tmp
-            )
-            for name, seed in seeds.items()
-        ]
-    )
-    for result in results:
+    for name, seed in seeds.items():
+        run = run_cli if name == "a" else run_in_process
+        result = run("lenet_pl.train", *tiny_args(data_root, tmp / name, *RUN, f"seed={seed}"), cwd=tmp)
         assert result.returncode == 0, result.stderr[-3000:]
     return {name: tmp / name for name in seeds}
 
@@ -94,7 +87,7 @@ def test_run_killed_mid_training_resumes_to_the_same_weights_and_metrics(tmp_pat
 
     # `last`: the newest last.ckpt of an earlier run of the same config under outputs/
     resumed = tmp_path / "outputs" / "resumed"
-    result = run_cli("lenet_pl.train", *tiny_args(data_root, resumed, *RUN, "ckpt_path=last"), cwd=tmp_path)
+    result = run_in_process("lenet_pl.train", *tiny_args(data_root, resumed, *RUN, "ckpt_path=last"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resuming from {last}" in result.stdout + result.stderr
 
@@ -164,7 +157,7 @@ def test_a_kill_while_saving_leaves_the_previous_last_checkpoint_whole(tmp_path,
 def diverging_run(tmp_path: Path, data_root: Path, *overrides: str) -> tuple[int, str, Path]:
     run = tmp_path / "run"
     tmp_path.mkdir(exist_ok=True)
-    result = run_cli(
+    result = run_in_process(
         "lenet_pl.train", *tiny_args(data_root, run, "optimizer.lr=1e4", "threads=1", *overrides), cwd=tmp_path
     )
     output = result.stdout + result.stderr
@@ -229,7 +222,7 @@ def test_guard_refuses_to_save_non_finite_weights_but_not_metric_states():
 def test_in_a_multirun_a_diverging_job_fails_and_the_others_finish(tmp_path, data_root):
     sweep = tmp_path / "sweep"
     args = [a for a in tiny_args(data_root, tmp_path) if not a.startswith("hydra.run")]
-    result = run_cli(
+    result = run_in_process(
         "lenet_pl.train", "-m", *args, "threads=1", "optimizer.lr=1e4,0.05", f"hydra.sweep.dir={sweep}", cwd=tmp_path
     )
     assert result.returncode != 0
@@ -242,7 +235,7 @@ def test_in_a_multirun_a_diverging_job_fails_and_the_others_finish(tmp_path, dat
 
 def test_checkpoint_of_another_model_config_is_refused_with_the_shapes(tmp_path, reference_runs):
     ckpt = reference_runs["a"] / "checkpoints" / "last.ckpt"
-    result = run_cli(
+    result = run_in_process(
         "lenet_pl.train",
         "model.input_size=28",
         f"ckpt_path={ckpt}",
@@ -308,7 +301,7 @@ def test_runs_started_together_and_a_rerun_sweep_keep_every_earlier_run(tmp_path
 
     sweep = tmp_path / "sweep"
     for _ in range(2):
-        result = run_cli(
+        result = run_in_process(
             "lenet_pl.train",
             "-m",
             *args,
