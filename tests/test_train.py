@@ -124,7 +124,9 @@ def test_unknown_choice_fails_before_training_with_the_valid_options(tmp_path):
 
 
 def test_unknown_choice_in_a_sweep_fails_before_any_job_with_hydras_message(tmp_path):
-    result = run_in_process("lenet_pl.train", "-m", "activation=swish,relu", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
+    result = run_in_process(
+        "lenet_pl.train", "-m", "activation=swish,relu", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path
+    )
     assert result.returncode == 2
     assert "error: In 'train': Could not find 'activation/swish'" in result.stderr
     assert "a job of the sweep failed" not in result.stderr  # nothing ran: composing the sweep failed
