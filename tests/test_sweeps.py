@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import run_cli, run_together, synthetic_digits, write_dataset
+from conftest import run_in_process, synthetic_digits, write_dataset
 from lenet_pl import CONFIG_DIR
 from lenet_pl.runtime.naming import job_name, sweep_size
 
@@ -108,7 +108,7 @@ def tiny_ablation(tmp_path_factory) -> tuple[Path, object]:
         "optimizer=adam",
         "data.eval_batch_size=${hydra:job.num}",
     )
-    return sweep, run_cli("lenet_pl.train", *args, cwd=tmp)
+    return sweep, run_in_process("lenet_pl.train", *args, cwd=tmp)
 
 
 def test_ablation_on_joblib_runs_every_job_and_records_the_failed_one(tiny_ablation):
@@ -136,7 +136,7 @@ def test_ablation_on_joblib_runs_every_job_and_records_the_failed_one(tiny_ablat
 def test_report_on_the_ablation(tiny_ablation):
     sweep, _ = tiny_ablation
     out = sweep / "report"
-    result = run_cli("lenet_pl.report", str(sweep), "--output", str(out), cwd=sweep)
+    result = run_in_process("lenet_pl.report", str(sweep), "--output", str(out), cwd=sweep)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 job dirs of 4 jobs in the sweep; 3 finished, 1 failed, 0 running" in result.stdout
     failed = result.stdout.split("## Runs without results")[1].split("##")[0]
@@ -169,7 +169,7 @@ def test_optuna_search_runs_its_trials_and_returns_the_best(tmp_path):
     root = write_dataset(tmp_path / "data")
     sweep = tmp_path / "sweep"
     args = tiny_sweep_args(root, sweep, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "experiment=modern")
-    result = run_cli("lenet_pl.train", *args, cwd=tmp_path)
+    result = run_in_process("lenet_pl.train", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
     assert len(trials) == 2
@@ -180,7 +180,7 @@ def test_optuna_search_runs_its_trials_and_returns_the_best(tmp_path):
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(t["metrics"]["val/acc_best"] for t in trials))
     # the trials land in the same report format
-    report = run_cli("lenet_pl.report", str(sweep), cwd=tmp_path)
+    report = run_in_process("lenet_pl.report", str(sweep), cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
     assert "2 job dirs; 2 finished" in report.stdout
     assert "optimizer.lr" in (sweep / "report" / "configurations.csv").read_text().splitlines()[0]
@@ -190,7 +190,7 @@ def test_submitit_local_launcher_runs_a_job(tmp_path):
     root = write_dataset(tmp_path / "data")
     sweep = tmp_path / "sweep"
     args = tiny_sweep_args(root, sweep, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5")
-    result = run_cli("lenet_pl.train", *args, cwd=tmp_path)
+    result = run_in_process("lenet_pl.train", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (job_dir,) = [p for p in sweep.iterdir() if (p / "metrics.json").is_file()]
     assert metrics(job_dir)["metrics"]["epochs"] == 1
@@ -263,7 +263,7 @@ def test_sweep_job_dirs_work_as_ckpt_path_on_the_command_line_as_written(tmp_pat
     root = write_dataset(tmp_path / "data", n_train=600, n_test=100)
     sweep = tmp_path / "sweep"
     args = tiny_sweep_args(root, sweep, "activation=tanh,relu", "trainer.limit_train_batches=3", "threads=1")
-    result = run_cli("lenet_pl.train", *args, cwd=tmp_path)
+    result = run_in_process("lenet_pl.train", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     names = sorted(p.name for p in sweep.iterdir() if (p / "checkpoints").is_dir())
     assert names == [
@@ -277,22 +277,20 @@ def test_sweep_job_dirs_work_as_ckpt_path_on_the_command_line_as_written(tmp_pat
     digit = Image.fromarray(synthetic_digits(1, seed=3)[0][0].numpy())
     digit.save(tmp_path / "digit.png")
     train_args = [a for a in tiny_sweep_args(root, sweep) if a != "-m" and not a.startswith("hydra.sweep")]
-    evaluated, predicted, exported, resumed = run_together(
-        lambda: subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600),
-        lambda: run_cli("lenet_pl.predict", f"ckpt_path={job}", f"inputs={tmp_path / 'digit.png'}", cwd=tmp_path),
-        lambda: run_cli(
-            "lenet_pl.export", f"ckpt_path={job}", "format=torchscript", f"output={tmp_path / 'm.pt'}", cwd=tmp_path
-        ),
-        lambda: run_cli(
-            "lenet_pl.train",
-            *train_args,
-            "activation=relu",
-            "trainer.limit_train_batches=3",
-            "trainer.max_epochs=2",
-            f"ckpt_path={job}",
-            f"hydra.run.dir={tmp_path / 'resumed'}",
-            cwd=tmp_path,
-        ),
+    evaluated = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    predicted = run_in_process("lenet_pl.predict", f"ckpt_path={job}", f"inputs={tmp_path / 'digit.png'}", cwd=tmp_path)
+    exported = run_in_process(
+        "lenet_pl.export", f"ckpt_path={job}", "format=torchscript", f"output={tmp_path / 'm.pt'}", cwd=tmp_path
+    )
+    resumed = run_in_process(
+        "lenet_pl.train",
+        *train_args,
+        "activation=relu",
+        "trainer.limit_train_batches=3",
+        "trainer.max_epochs=2",
+        f"ckpt_path={job}",
+        f"hydra.run.dir={tmp_path / 'resumed'}",
+        cwd=tmp_path,
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())

@@ -34,6 +34,7 @@ from lenet_pl.runtime.errors import ConfigError, OutputError, RunFailed, UserErr
 from lenet_pl.runtime.naming import run_hparams
 from lenet_pl.runtime.outputs import disk_error, output_dirs, output_error, remove_unstarted_dirs, write_atomically
 from lenet_pl.runtime.values import validate
+from lenet_pl.sweeps.progress import finish_progress
 
 log = logging.getLogger("lenet_pl")
 # conf/train.yaml names run dirs with ${unique_dir:...} and ${sweep_job_name:...}, which Hydra resolves
@@ -194,6 +195,7 @@ def _quiet_about_the_disk(
 def _user_facing(err: Exception) -> UserError | HydraException | None:
     """The user's error that `err` stands for (one line, with its exit code), or None for a bug."""
     sweep = "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]
+    finish_progress()  # the sweep's last progress line, then the error
     if sweep and user_cause(err) is not None:  # raised by a job (composing the sweep raises Hydra's errors)
         return RunFailed(
             f"a job of the sweep failed (the others ran; each failed job's dir holds failure.json): {user_message(err)}"

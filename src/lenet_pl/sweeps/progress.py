@@ -250,6 +250,19 @@ def _job_log_file(job_dir: Path) -> Path:
     return job_dir / "output.log"
 
 
+_running: list["SweepProgress"] = []  # the sweeps of this process whose last line is not drawn yet
+
+
+def finish_progress() -> None:
+    """Draw the last progress line of every sweep still running in this process and hand the console back.
+
+    A failed job makes Hydra raise once every job has returned, without `on_multirun_end`: the command's
+    harness calls this before it prints the error, so the last line (with the final counts) comes first.
+    """
+    for progress in _running[:]:
+        progress.on_multirun_end(None)
+
+
 class SweepProgress(Callback):
     """Hydra callback: a live progress line for a multirun, and each job's output in its own log (module docstring)."""
 
@@ -281,12 +294,15 @@ class SweepProgress(Callback):
         stream.write(f"Sweep dir: {sweep_dir} (each job's output: <job dir>/train.log)\n")
         self._watch.start()
         # A failed job makes Hydra raise once every job has returned, without on_multirun_end: the
-        # last line must still be drawn from the final counts, not left at the watcher's last tick.
+        # last line must still be drawn from the final counts (finish_progress; at exit, after a bug).
+        _running.append(self)
         atexit.register(self._finish)
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+    def on_multirun_end(self, config: DictConfig | None, **kwargs: Any) -> None:
         self._finish()
         atexit.unregister(self._finish)
+        if self in _running:
+            _running.remove(self)
 
     def _finish(self) -> None:
         if self._watch is not None:
