@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_cli, tiny_args, write_dataset
+from conftest import run_in_process, tiny_args, write_dataset
 from lenet_pl.runtime.trained import load_run
 
 PICTURES = {"inputs/train_samples", "val/misclassified", "test/confusion_matrix"}
@@ -50,7 +50,7 @@ def test_each_callback_is_switched_off_by_removing_its_config(tmp_path: Path):
         "~callbacks.confusion_matrix",
         "~callbacks.inside_view",
     ]
-    result = run_cli("lenet_pl.train", *tiny_args(root, run_dir, *overrides), cwd=tmp_path)
+    result = run_in_process("lenet_pl.train", *tiny_args(root, run_dir, *overrides), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     logged = events(run_dir)
     tags = logged.Tags()
@@ -82,7 +82,7 @@ def profiled_seconds(profiler_report: str) -> tuple[float, float]:
 def test_the_callbacks_cost_under_5_percent_of_training_time(real_mnist_root: Path, tmp_path: Path):
     """Real MNIST, 3 epochs of 100 steps, mistakes shown every epoch (the default is every 5th): the time
     Lightning's profiler books to these callbacks' hooks, against the epochs' time, in one process."""
-    result = run_cli(
+    result = run_in_process(
         "lenet_pl.train",
         "experiment=modern",
         f"data.root={real_mnist_root}",

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.datasets import MNIST, FashionMNIST
 
-from conftest import IDX_NAMES, REPO, SHARED_MNIST, run_cli, synthetic_digits, write_dataset, write_idx
+from conftest import IDX_NAMES, REPO, SHARED_MNIST, run_in_process, synthetic_digits, write_dataset, write_idx
 from lenet_pl import data
 from lenet_pl.data import MNISTDataModule, TensorBatches, ensure_downloaded
 from lenet_pl.runtime.errors import ConfigError, DataError
@@ -224,7 +224,7 @@ def test_debians_fashion_mnist_trains_through_the_cli_from_where_the_package_put
 
 
 def _train_one_small_epoch(tmp_path: Path, root: Path, *overrides: str) -> dict:
-    result = run_cli(
+    result = run_in_process(
         "lenet_pl.train",
         f"data.root={root}",
         *overrides,

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from scipy import stats as scipy_stats
 
-from conftest import run_cli, write_dataset
+from conftest import run_in_process, write_dataset
 from lenet_pl import CONFIG_DIR
 from lenet_pl.divergence import TrainingDiverged
 from lenet_pl.per_digit import write_test_predictions
@@ -543,7 +543,7 @@ def tiny_fair(tmp_path_factory) -> tuple[Path, object, list[str]]:
         "hydra.sweeper.tune.grid.adam=[0.001,0.01]",
         f"hydra.sweep.dir={tmp / 'sweep'}",
     ]
-    return tmp / "sweep", run_cli("lenet_pl.train", *args, cwd=tmp), args
+    return tmp / "sweep", run_in_process("lenet_pl.train", *args, cwd=tmp), args
 
 
 def test_tiny_fair_sweep_runs_both_stages_and_keeps_job_output_out_of_the_console(tiny_fair):
@@ -578,7 +578,7 @@ def test_tiny_fair_sweep_runs_both_stages_and_keeps_job_output_out_of_the_consol
 
 def test_tiny_fair_sweep_report(tiny_fair):
     sweep, _, _ = tiny_fair
-    result = run_cli("lenet_pl.report", str(sweep), cwd=sweep)
+    result = run_in_process("lenet_pl.report", str(sweep), cwd=sweep)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "10 job dirs of 10 jobs in the sweep; 9 finished, 1 failed, 0 running" in result.stdout
     assert "| sgd | 0.05: " in result.stdout and "10000: lost (seed 0: TrainingDiverged: Training diverged" in (
@@ -604,7 +604,7 @@ def test_a_killed_tuned_sweep_resumes_in_its_dir_keeping_what_finished(tiny_fair
     diverged = next(j for j in jobs if j.failure)
     assert json.loads((diverged.path / "failure.json").read_text())["is_result"] is True  # kept: a result
     before = {j.path.name for j in jobs}
-    result = run_cli("lenet_pl.train", *args, cwd=sweep.parent)
+    result = run_in_process("lenet_pl.train", *args, cwd=sweep.parent)
     assert result.returncode == 0, result.stderr[-3000:]
     after = load_jobs(sweep)
     new = {j.identity: j for j in after if j.path.name not in before}

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_cli, synthetic_digits
+from conftest import run_in_process, synthetic_digits
 from lenet_pl.callbacks import InsideView
 from lenet_pl.inside import main
 from lenet_pl.inside_view import capture, inside_figure, map_columns, tile
@@ -193,7 +193,7 @@ def test_a_bad_index_or_image_is_one_clear_error(rbf_run: Path, tmp_path: Path, 
 def test_a_checkpoint_that_is_not_ours_is_one_clear_error_through_the_command(tmp_path: Path, checkpoint, expected):
     (tmp_path / "garbage.ckpt").write_bytes(b"not a checkpoint at all")
     torch.save({"state_dict": {"net.w": torch.zeros(1)}, "hyper_parameters": {}}, tmp_path / "no_config.ckpt")
-    result = run_cli("lenet_pl.inside", f"ckpt_path={tmp_path / checkpoint}", cwd=tmp_path)
+    result = run_in_process("lenet_pl.inside", f"ckpt_path={tmp_path / checkpoint}", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and expected in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""

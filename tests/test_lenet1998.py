@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_in_process
 from lenet_pl.augment import RandomAffineDistortion
 from lenet_pl.curvature import gauss_newton_diagonal
 from lenet_pl.layers import (
@@ -132,7 +132,7 @@ def test_lenet1998_layer_table_has_the_papers_counts_exactly():
 
 
 def test_summary_cli_prints_the_1998_table():
-    result = run_cli("lenet_pl.summary", "experiment=lenet1998", cwd=REPO)
+    result = run_in_process("lenet_pl.summary", "experiment=lenet1998", cwd=REPO)
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()}
     assert lines["S2"] == ["6x14x14", "12", "5,880"]
@@ -284,7 +284,7 @@ def test_the_papers_protocol_trains_on_every_digit_tests_the_last_pass_and_draws
     # Two seeds as a sweep: each run trains on all 1,200 synthetic training digits (no validation
     # split), records training and test error after each pass, and is tested after its last pass.
     sweep = tmp_path / "sweep"
-    result = run_cli(
+    result = run_in_process(
         "lenet_pl.train",
         "-m",
         "experiment=lenet1998",
@@ -315,7 +315,7 @@ def test_the_papers_protocol_trains_on_every_digit_tests_the_last_pass_and_draws
         assert rows[-1]["test_error"] == pytest.approx(1 - metrics["test/acc"], abs=1e-6)
         with Image.open(run / "error_per_pass.png") as png:
             assert png.format == "PNG" and png.size == (840, 540)
-    report = run_cli("lenet_pl.report", str(sweep), cwd=REPO)
+    report = run_in_process("lenet_pl.report", str(sweep), cwd=REPO)
     assert report.returncode == 0, report.stderr
     assert "## Error per pass (as the paper's Fig. 5" in report.stdout
     assert "After the last pass, mean over 2 runs: training error" in report.stdout
@@ -373,7 +373,7 @@ def test_lenet1998_under_the_papers_protocol_after_20_passes(real_mnist_root, tm
     # The mean over seeds 0, 1, 2 as a sweep on the joblib launcher, one thread per job. Measured
     # (docs/reproducing-1998.md): 1.30% and 1.01%; the paper's 0.95% and 0.8% are not reached with its curvature.
     sweep = tmp_path / "sweep"
-    result = run_cli(
+    result = run_in_process(
         "lenet_pl.train",
         "-m",
         "experiment=lenet1998",

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import run_cli, tiny_args, write_dataset
+from conftest import run_in_process, tiny_args, write_dataset
 from lenet_pl.module import LeNetModule, check_model_fits_data
 from lenet_pl.runtime.build import build
 from lenet_pl.runtime.compose import compose_config
@@ -37,7 +37,7 @@ def trained(request, tmp_path_factory) -> tuple[str, Path]:
     args = tiny_args(root, run, *overrides, "threads=1")
     if request.param == "lenet1998":  # keep the preset's data.val_size=0
         args = [a for a in args if not a.startswith("data.val_size=")]
-    result = run_cli("lenet_pl.train", *args, cwd=tmp)
+    result = run_in_process("lenet_pl.train", *args, cwd=tmp)
     assert result.returncode == 0, result.stderr[-3000:]
     best = json.loads((run / "metrics.json").read_text())["metrics"]["best_checkpoint"]
     return request.param, Path(best) if best else run / "checkpoints" / "last.ckpt"  # the one the run tested

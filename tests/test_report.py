@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_in_process
 from lenet_pl.per_digit import TEST_PREDICTIONS, write_test_predictions
 from lenet_pl.report import main, write_report
 from lenet_pl.sweeps import stats
@@ -186,7 +186,7 @@ def test_cli_rejects_a_folder_that_is_not_a_sweep(tmp_path, make):
         target = write_sweep(tmp_path / "sweep") / "0_activation=tanh,optimizer=sgd,seed=0"
     else:
         target = write_single_runs(tmp_path / "outputs" / "2026-01-31")
-    result = run_cli("lenet_pl.report", str(target), cwd=REPO)
+    result = run_in_process("lenet_pl.report", str(target), cwd=REPO)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ")
     assert str(target) in result.stderr
