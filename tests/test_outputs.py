@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import run_cli, tiny_args, write_dataset
+from conftest import run_cli, run_in_process, tiny_args, write_dataset
 from lenet_pl.runtime.errors import OutputError
 from lenet_pl.runtime.outputs import disk_error, last_good_checkpoint, output_error, write_atomically
 
@@ -121,7 +121,8 @@ def can_mount() -> bool:
 def small_disk(
     tmp_path: Path, kbytes: int, read_only: bool = False, emulate: bool = False
 ) -> Iterator[tuple[Path, dict[str, str]]]:
-    """A disk of `kbytes` mounted at tmp_path/disk (tmpfs), or emulated; yields (its folder, the run's env)."""
+    """A disk of `kbytes` mounted at tmp_path/disk (tmpfs), or emulated; yields (its folder, the environment of a
+    run that must see the emulated disk, or None for a real one)."""
     disk = tmp_path / "disk"
     disk.mkdir()
     if not emulate and can_mount():
@@ -129,7 +130,7 @@ def small_disk(
         mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)], capture_output=True)
         if mounted.returncode == 0:
             try:
-                yield disk, dict(os.environ)
+                yield disk, None
             finally:
                 subprocess.run(["umount", "-l", str(disk)], check=False)
             return
@@ -142,6 +143,13 @@ def small_disk(
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("data"), n_train=700, n_test=100)
+
+
+def train(*args: str, cwd: Path, env: dict[str, str] | None) -> subprocess.CompletedProcess:
+    """`python -m lenet_pl.train <args>`: in this process, or in a new one whose environment emulates the disk."""
+    if env is None:
+        return run_in_process("lenet_pl.train", *args, cwd=cwd)
+    return run_cli("lenet_pl.train", *args, cwd=cwd, env=env)
 
 
 def one_paragraph_error(result: subprocess.CompletedProcess) -> str:
@@ -167,7 +175,7 @@ def test_full_disk_while_saving_a_checkpoint_names_the_last_good_one_and_how_to_
     with small_disk(tmp_path, 2 * CHECKPOINT_KB + 120, emulate=disk_kind == "emulated") as (disk, env):
         run = disk / "run"
         args = tiny_args(data_root, run, "logger=csv", "threads=1", "trainer.limit_train_batches=4")
-        message = one_paragraph_error(run_cli("lenet_pl.train", *args, cwd=tmp_path, env=env))
+        message = one_paragraph_error(train(*args, cwd=tmp_path, env=env))
         assert message.startswith(f"Could not write {run}/checkpoints/")
         assert ": the disk is full (No space left on device)." in message
         last = run / "checkpoints" / "last.ckpt"
@@ -179,7 +187,7 @@ def test_full_disk_while_saving_a_checkpoint_names_the_last_good_one_and_how_to_
         assert command[:3] == ["python", "-m", "lenet_pl.train"] and command[-1] == f"ckpt_path={last}"
         if disk_kind == "tmpfs":  # make room, then resume exactly as the message says
             subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
-            resumed = run_cli(*command[2:], f"hydra.run.dir={disk / 'resumed'}", cwd=tmp_path, env=env)
+            resumed = train(*command[3:], f"hydra.run.dir={disk / 'resumed'}", cwd=tmp_path, env=env)
             assert resumed.returncode == 0, resumed.stderr[-3000:]
             assert f"Resuming from {last} (epoch 0, step 4)" in resumed.stdout + resumed.stderr
             assert json.loads((disk / "resumed" / "metrics.json").read_text())["metrics"]["epochs"] == 2
@@ -189,7 +197,7 @@ def test_full_disk_before_the_run_starts_leaves_nothing(tmp_path, data_root):
     with small_disk(tmp_path, 16) as (disk, env):
         (disk / "filler").write_bytes(b"\0" * 12 * 1024)  # 4 KB left: not enough for Hydra's .hydra/ files
         run = disk / "outputs" / "run"
-        message = one_paragraph_error(run_cli("lenet_pl.train", *tiny_args(data_root, run), cwd=tmp_path, env=env))
+        message = one_paragraph_error(train(*tiny_args(data_root, run), cwd=tmp_path, env=env))
         assert f"Could not write {run}" in message or f"Could not write to {run}" in message
         assert "the disk is full (No space left on device). Nothing was run: free some space, or set " in message
         assert not run.exists()  # Hydra's half-written start-up files went with the folder
@@ -198,7 +206,7 @@ def test_full_disk_before_the_run_starts_leaves_nothing(tmp_path, data_root):
 def test_read_only_output_folder_is_said_to_be_read_only(tmp_path, data_root):
     with small_disk(tmp_path, 64, read_only=True) as (disk, env):
         args = tiny_args(data_root, disk / "outputs" / "run")
-        message = one_paragraph_error(run_cli("lenet_pl.train", *args, cwd=tmp_path, env=env))
+        message = one_paragraph_error(train(*args, cwd=tmp_path, env=env))
         assert message.startswith(f"Could not write {disk}/outputs")
         assert "the file system is read-only (Read-only file system). Nothing was run: make it writable, or " in message
 
@@ -207,7 +215,7 @@ def test_full_disk_at_tensorboards_event_file_is_one_paragraph(tmp_path, data_ro
     run = tmp_path / "run"
     env = faults_env(tmp_path, LENET_TEST_FAIL_GLOB="*/events.out.tfevents.*")
     args = tiny_args(data_root, run, "logger=tensorboard", "threads=1", "trainer.limit_train_batches=4")
-    message = one_paragraph_error(run_cli("lenet_pl.train", *args, cwd=tmp_path, env=env))
+    message = one_paragraph_error(train(*args, cwd=tmp_path, env=env))
     assert message.startswith(f"Could not write {run}/events.out.tfevents.")
     assert "the disk is full" in message and "No checkpoint had been written yet" in message
     assert_no_partial_files(run)
@@ -237,7 +245,7 @@ def test_in_a_sweep_a_job_that_cannot_write_metrics_fails_like_any_failed_job(tm
         assert not (job / "metrics.json").exists()
         assert json.loads((job / "failure.json").read_text())["error"] == "OutputError"
         assert_no_partial_files(job)
-    report = run_cli("lenet_pl.report", str(sweep), cwd=tmp_path)
+    report = run_in_process("lenet_pl.report", str(sweep), cwd=tmp_path)
     assert "2 finished" not in report.stdout and "0 finished, 2 failed" in report.stdout
 
 
