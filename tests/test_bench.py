@@ -43,7 +43,8 @@ def parse_report(text: str) -> dict[str, str]:
     return dict(re.findall(r"^([\w./]+): (.*)$", text, flags=re.MULTILINE))
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+# bf16 in the slow suite: the default suite runs the bench loops in bf16 in test_precision.py
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.slow)])
 def test_bench_prints_well_formed_results(synthetic_root, tmp_path, capsys, precision):
     json_path = tmp_path / "bench.json"
     # No loggers, image callbacks or progress bar: their start-up would dominate runs this short.
@@ -341,6 +342,9 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
 """
 
 
+# 4 processes of 20 training steps (~30 s of CPU) for a property of speed: in the slow suite. The default
+# suite checks only the setting's allowed values (below).
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 def test_keep_freed_memory_stops_the_page_faults_of_every_training_step(synthetic_root):
     def faults_per_step(keep: str) -> float:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, run_cli, run_together, tiny_args, write_dataset
+from conftest import REPO, run_in_process, tiny_args, write_dataset
 from lenet_pl import evaluate, predict
 
 OLD_RUNS = Path(__file__).parent / "data" / "old_run"
@@ -64,19 +64,17 @@ def test_predict_reads_digits_with_an_old_run(old_runs, name: str, tmp_path: Pat
 
 def test_training_resumes_from_old_checkpoints_for_one_more_epoch(old_runs, tmp_path: Path):
     root, runs = old_runs
-    results = run_together(
-        *(
-            lambda name=name: run_cli(
-                "lenet_pl.train",
-                *tiny_args(root, tmp_path / f"resumed_{name}", *PRESETS[name]),
-                "data.val_size=200",
-                "trainer.max_epochs=2",
-                f"ckpt_path={runs[name] / 'checkpoints' / 'last.ckpt'}",
-                cwd=REPO,
-            )
-            for name in NAMES
+    results = [
+        run_in_process(
+            "lenet_pl.train",
+            *tiny_args(root, tmp_path / f"resumed_{name}", *PRESETS[name]),
+            "data.val_size=200",
+            "trainer.max_epochs=2",
+            f"ckpt_path={runs[name] / 'checkpoints' / 'last.ckpt'}",
+            cwd=REPO,
         )
-    )
+        for name in NAMES
+    ]
     for name, result in zip(NAMES, results, strict=True):
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         metrics = json.loads((tmp_path / f"resumed_{name}" / "metrics.json").read_text())["metrics"]
