@@ -8,9 +8,10 @@ ARGS ?=
 
 install: $(VENV)/.installed
 
+# Every extra of pyproject.toml (optuna, onnx, slurm: the tests use them all) and the dev tools.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[all,dev]'
 	touch $@
 
 train: install  ## train with the default config; pass overrides as ARGS="experiment=modern"

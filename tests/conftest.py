@@ -93,6 +93,50 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+# sitecustomize for `without_packages_env`: the packages HIDDEN cannot be imported, as if not installed.
+HIDING_HOOK = """\
+import sys
+
+HIDDEN = {hidden!r}
+
+
+def _hidden(name):
+    return any(name == hidden or name.startswith(hidden + ".") for hidden in HIDDEN)
+
+
+class _Hiding:
+    \"\"\"A finder of sys.meta_path that does not find the hidden packages (`import onnx` fails with
+    "No module named 'onnx'", importlib.util.find_spec returns None), and finds everything else as before.\"\"\"
+
+    def __init__(self, finder):
+        self._finder = finder
+
+    def find_spec(self, name, path=None, target=None):
+        return None if _hidden(name) else self._finder.find_spec(name, path, target)
+
+    def __getattr__(self, attr):
+        return getattr(self._finder, attr)
+
+
+sys.meta_path[:] = [_Hiding(finder) for finder in sys.meta_path]
+# Hydra's plugin scan loads hydra_plugins.* from their files, past sys.meta_path; None in sys.modules stops it
+# (and makes their import fail the same way).
+for name in HIDDEN:
+    if name.startswith("hydra_plugins."):
+        sys.modules[name] = None
+"""
+
+
+def without_packages_env(folder: Path, *hidden: str) -> dict[str, str]:
+    """Environment for a subprocess in which the packages `hidden` (top-level modules such as onnx, or Hydra
+    plugins such as hydra_plugins.hydra_optuna_sweeper) are not installed: a sitecustomize in `folder` hides them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(HIDING_HOOK.format(hidden=hidden))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder), env.get("PYTHONPATH")]))
+    return env
+
+
 def run_cli(module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600):
     """Run `python -m <module> <args>` as a user would; returns the CompletedProcess (text output)."""
     env = dict(env or os.environ)

@@ -1,14 +1,17 @@
 """Every command through the one command-line harness (lenet_pl.runtime.cli): --help, bad and renamed keys,
-one-line errors with one exit code, and commands that import no other command."""
+one-line errors with one exit code, commands that import no other command, and the optional extras' absence."""
 
 import ast
 import importlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import REPO, run_cli, run_together
+from conftest import REPO, run_cli, run_together, without_packages_env
 from lenet_pl.divergence import TrainingDiverged
 from lenet_pl.runtime.cli import EXIT_CODES, RENAMED, command, config_keys
 from lenet_pl.runtime.compose import compose_config
@@ -236,3 +239,86 @@ def test_every_command_runs_through_the_harness_and_every_runnable_module_is_a_c
     assert runnable == set(COMMANDS)
     for name in COMMANDS:
         assert "lenet_pl.runtime.cli" in imported(SRC / "lenet_pl" / f"{name}.py"), name
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The optional extras (pyproject.toml): a wheel installed without them runs everything else, and a command
+# that needs one says which, and how to install it.
+
+EXTRAS_MODULES = (
+    "onnx",
+    "onnxscript",
+    "onnxruntime",
+    "optuna",
+    "hydra_plugins.hydra_optuna_sweeper",
+    "submitit",
+    "hydra_plugins.hydra_submitit_launcher",
+)
+# Every command's --help in one process (imports are most of a command's start-up): {command: exit code},
+# and what importing onnx says (that the hook hides it as pip leaves it when not installed).
+HELP_OF_EVERY_COMMAND = """
+import importlib, json, sys
+try:
+    import onnx
+    hidden = "onnx imported"
+except ModuleNotFoundError as err:
+    hidden = str(err)
+codes = {}
+for name in %r:
+    module = importlib.import_module(f"lenet_pl.{name}")
+    if name == "train":
+        sys.argv = ["lenet_pl.train", "--help"]
+        try:
+            module.cli()
+        except SystemExit as exit:
+            codes[name] = exit.code or 0
+    else:
+        codes[name] = module.main(["--help"])
+print(json.dumps({"codes": codes, "import onnx": hidden}))
+"""
+
+
+def test_every_command_imports_and_answers_help_without_any_extra(tmp_path):
+    """train, evaluate, predict, export and the others need none of onnx, optuna, submitit or their Hydra plugins."""
+    env = without_packages_env(tmp_path / "hook", *EXTRAS_MODULES)
+    command = [sys.executable, "-c", HELP_OF_EVERY_COMMAND % (COMMANDS,)]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert answer == {"codes": dict.fromkeys(COMMANDS, 0), "import onnx": "No module named 'onnx'"}
+    for name in COMMANDS:
+        assert f"python -m lenet_pl.{name} " in result.stdout  # each help's example
+
+
+# What the train command says when a Hydra plugin that an extra installs is missing: (arguments, the packages
+# hidden, the one line on stderr).
+MISSING_PLUGINS = [
+    (
+        ["-m", "hparams_search=optuna", "experiment=modern"],
+        ("hydra_plugins.hydra_optuna_sweeper", "optuna"),
+        "The Optuna search (hparams_search=optuna) needs the optional packages hydra-optuna-sweeper and optuna, "
+        "and hydra-optuna-sweeper is not installed here: pip install 'lenet-pl[optuna]' "
+        "(a clone's `make install` installs every extra).",
+    ),
+    (
+        ["-m", "sweep=ablation", "hydra/launcher=slurm"],
+        ("hydra_plugins.hydra_submitit_launcher", "submitit"),
+        "The SLURM launcher (hydra/launcher=slurm, or submitit_local) needs the optional package "
+        "hydra-submitit-launcher, not installed here: pip install 'lenet-pl[slurm]' "
+        "(a clone's `make install` installs every extra).",
+    ),
+]
+
+
+def test_a_sweep_whose_plugin_is_not_installed_names_its_extra_and_writes_nothing(tmp_path):
+    """Hydra alone says "Could not find 'hydra/sweeper/optuna'": the error names the package and pip's command."""
+    folders = [tmp_path / f"work{i}" for i in range(len(MISSING_PLUGINS))]
+    runs = []
+    for folder, (args, hidden, _) in zip(folders, MISSING_PLUGINS, strict=True):
+        folder.mkdir()
+        env = without_packages_env(tmp_path / f"hook_{folder.name}", *hidden)
+        runs.append(lambda args=args, folder=folder, env=env: run_cli("lenet_pl.train", *args, cwd=folder, env=env))
+    for folder, (args, _, message), result in zip(folders, MISSING_PLUGINS, run_together(*runs), strict=True):
+        assert result.returncode == USAGE == 2, result.stderr[-3000:]
+        assert one_error_line(result.stderr) == message, args
+        assert list(folder.iterdir()) == []  # no outputs/multirun/<sweep dir>

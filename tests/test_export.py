@@ -1,6 +1,8 @@
-"""`python -m lenet_pl.export`: ONNX and TorchScript files that match PyTorch and say how to preprocess."""
+"""`python -m lenet_pl.export`: ONNX and TorchScript files that match PyTorch and say how to preprocess, and
+ONNX's optional packages (the `onnx` extra) asked for by name where they are missing."""
 
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -84,3 +86,31 @@ def test_a_mismatch_beyond_the_tolerance_writes_nothing(mnist_run: Path, tmp_pat
 def test_bad_options_are_one_clear_error(tmp_path: Path, capsys, args, expected):
     assert main([f"ckpt_path={tmp_path}", *args]) == 2
     assert expected in capsys.readouterr().err
+
+
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
+
+
+@pytest.mark.parametrize("missing", ONNX_MODULES)
+def test_onnx_export_without_the_onnx_extra_names_what_is_missing_and_writes_nothing(
+    rbf_run: Path, tmp_path: Path, monkeypatch, capsys, missing
+):
+    monkeypatch.setitem(sys.modules, missing, None)  # `import onnx` fails as when it is not installed
+    output = tmp_path / "lenet.onnx"
+    assert main([f"ckpt_path={rbf_run}", f"output={output}"]) == 2
+    out, err = capsys.readouterr()
+    assert err == (
+        "error: ONNX export needs the optional packages onnx, onnxscript and onnxruntime, and "
+        f"{missing} is not installed here: pip install 'lenet-pl[onnx]' (a clone's `make install` installs every "
+        "extra). format=torchscript needs torch alone.\n"
+    )
+    assert out == "" and list(tmp_path.iterdir()) == []
+
+
+def test_torchscript_export_needs_none_of_the_onnx_packages(rbf_run: Path, tmp_path: Path, monkeypatch, capsys):
+    for name in ONNX_MODULES:
+        monkeypatch.setitem(sys.modules, name, None)
+    output = tmp_path / "lenet.pt"
+    assert main([f"ckpt_path={rbf_run}", "format=torchscript", f"output={output}", "check_digits=10"]) == 0
+    assert f"wrote {output} (torchscript)" in capsys.readouterr().out
+    assert read_metadata(output)["classes"] == "0,1,2,3,4,5,6,7,8,9"

@@ -1,16 +1,21 @@
-"""The project as a wheel: built from this repo, installed apart from it, run from elsewhere, with user presets."""
+"""The project as a wheel: built from this repo, installed apart from it, run from elsewhere, with user presets;
+its optional parts declared as extras, which a clone's `make install` installs."""
 
 import importlib.util
 import json
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
+from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from conftest import REPO, run_cli, write_dataset
+from lenet_pl.runtime.errors import EXTRAS
 
 # A user's own config folder: a new activation choice and a preset that uses it.
 USER_CONFIGS = {
@@ -91,3 +96,29 @@ def test_the_installed_package_trains_with_a_users_own_config_folder(installed, 
     assert summary.returncode == 0, summary.stderr[-3000:]
     missing = run_cli("lenet_pl.summary", "--config-dir", str(tmp_path / "nope"), cwd=tmp_path, env=env)
     assert missing.returncode == 2 and "is not a folder" in missing.stderr
+
+
+def test_the_wheel_declares_onnx_optuna_and_slurm_as_extras_of_the_packages_their_errors_name(installed):
+    site, _ = installed
+    [metadata] = site.glob("lenet_pl-*.dist-info/METADATA")
+    fields = Parser().parsestr(metadata.read_text())
+    requires: dict[str | None, set[str]] = {extra: set() for extra in [None, *fields.get_all("Provides-Extra")]}
+    for line in fields.get_all("Requires-Dist"):  # extra -> what it installs (None: a plain `pip install`)
+        requirement = Requirement(line)
+        marker = requirement.marker
+        for extra in [None] if marker is None else [e for e in requires if e and marker.evaluate({"extra": e})]:
+            requires[extra].add(requirement.name)
+    optional = set().union(*(requires[extra] for extra in EXTRAS))
+    assert not optional & requires[None]  # none of them comes with a plain `pip install`
+    for extra, needs in EXTRAS.items():
+        assert set(needs.modules.values()) <= requires[extra], extra  # what MissingExtra says it installs
+    assert {"sqlalchemy", "alembic"} <= requires["optuna"]  # the pins optuna 2.10's storage needs
+    assert requires["all"] == optional
+
+
+def test_make_install_installs_every_extra():
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(extras) == {*EXTRAS, "all", "dev"}
+    [everything] = map(Requirement, extras["all"])
+    assert (everything.name, everything.extras) == ("lenet-pl", set(EXTRAS))
+    assert "pip install -e '.[all,dev]'" in (REPO / "Makefile").read_text()

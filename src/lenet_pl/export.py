@@ -9,6 +9,9 @@ metadata_props, TorchScript extra file `lenet_pl.json`). Before anything is writ
 exported model is run (onnxruntime, or torch.jit.load) on the run's first `check_digits` test
 digits and its outputs must be within `tolerance` of the PyTorch model's (absolute for outputs
 up to 1 in size, relative above).
+
+ONNX export needs the `onnx` extra (onnx, onnxscript, onnxruntime: `pip install 'lenet-pl[onnx]'`);
+TorchScript needs only torch.
 """
 
 import io
@@ -19,14 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import onnx
-import onnxruntime
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from lenet_pl.runtime.cli import config_command
-from lenet_pl.runtime.errors import UserError
+from lenet_pl.runtime.errors import UserError, import_extra
 from lenet_pl.runtime.images import describe_preprocessing
 from lenet_pl.runtime.outputs import write_atomically
 from lenet_pl.runtime.trained import load_run
@@ -36,6 +37,7 @@ METADATA_FILE = "lenet_pl.json"  # TorchScript's extra file holding the metadata
 
 def to_onnx(net: nn.Module, example: Tensor, metadata: dict[str, str]) -> tuple[bytes, Callable[[Tensor], Tensor]]:
     """The ONNX file's bytes (batch size free), and a function that runs them with onnxruntime."""
+    onnxruntime = import_extra("onnx")["onnxruntime"]  # torch.onnx.export(dynamo=True) needs onnx and onnxscript
     program = torch.onnx.export(
         net,
         (example,),
@@ -78,6 +80,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"format={cfg.format!r} is not known; choose one of {', '.join(EXPORTERS)}.")
     if isinstance(cfg.check_digits, bool) or not isinstance(cfg.check_digits, int) or cfg.check_digits < 1:
         raise UserError(f"check_digits={cfg.check_digits!r} is not allowed: give a whole number of at least 1.")
+    if cfg.format == "onnx":
+        import_extra("onnx")  # installed? Asked before the run is loaded, so that a missing one is said at once
     run = load_run(cfg.ckpt_path, data_root=cfg.data.root)
     datamodule = run.test_datamodule()
     x = datamodule.preprocess(datamodule.splits["test"][0][: cfg.check_digits].cpu())
@@ -116,6 +120,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata an exported file carries (either format)."""
     if str(path).endswith(".onnx"):
+        onnx = import_extra("onnx")["onnx"]
         return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     extra = {METADATA_FILE: ""}
     with warnings.catch_warnings():
