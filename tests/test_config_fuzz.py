@@ -62,7 +62,7 @@ def build(args: list[str]) -> torch.Tensor:
 
 
 @settings(
-    max_examples=int(os.environ.get("LENET_FUZZ_EXAMPLES", "100")),
+    max_examples=int(os.environ.get("LENET_FUZZ_EXAMPLES", "50")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,  # the same examples on every run, so CI cannot fail by luck
