@@ -223,6 +223,7 @@ def test_a_fair_design_reports_the_linear_model_and_no_held_out_column(tmp_path)
         assert effects[axis]["seeds"] == "2"
         assert "without_selection_seeds_mean" not in effects[axis]
     assert "without seed" not in markdown and "which may flatter it" not in markdown
+    assert "Axes: activation (2), optimizer (2); seeds: 1, 2 (results), 0 (choose the rates only)." in markdown
     interaction = fit.term("activation", "optimizer")
     assert f"| activation x optimizer | {interaction.effect:+.2f} [{interaction.low:+.2f}, " in markdown
 

@@ -161,6 +161,17 @@ def _status(sweep: Sweep) -> str:
     return status
 
 
+def _seeds_phrase(sweep: Sweep) -> str:
+    """The seeds, in order; a tuned sweep's selection seeds apart from the seeds its results come from."""
+    seeds = sorted(sweep.axes.get(SEED, []), key=lambda s: (len(s), s))  # numeric order for whole numbers
+    tune = sweep.plan.tune
+    choosing = [s for s in seeds if tune is not None and s in {str(t) for t in tune.seeds}]
+    if not choosing:
+        return f"; seeds: {', '.join(seeds)}" if seeds else ""
+    results = ", ".join(s for s in seeds if s not in choosing) or "none yet"
+    return f"; seeds: {results} (results), {', '.join(choosing)} (choose the rates only)"
+
+
 def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
     tune = sweep.plan.tune
     assert tune is not None
@@ -409,12 +420,11 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
         "epochs": "epochs",
         "fit_seconds_mean": "fit s",
     }
-    seeds = sweep.axes.get(SEED, [])
     parts = [
         f"# Sweep report: {sweep_dir}",
         _status(sweep),
         f"Axes: {', '.join(f'{a} ({len(sweep.axes[a])})' for a in sweep.config_axes) or 'none'}"
-        + (f"; seeds: {', '.join(seeds)}" if seeds else "")
+        + _seeds_phrase(sweep)
         + ".",
     ]
     if sweep.tuned:
