@@ -18,6 +18,7 @@ GROUPS = ("activation", "pooling", "loss", "optimizer", "scheduler", "model", "d
 VALUES = {
     "optimizer.lr": ["0.01", "1e-4", "0", "-1", "fast", "null", "[1]"],
     "optimizer.weight_decay": ["0", "0.1", "-0.5", "x"],
+    "loss.label_smoothing": ["0", "0.1", "1", "1.5", "-0.1", "x"],
     "data.batch_size": ["1", "64", "0", "-3", "2.5", "many", "true"],
     "data.eval_batch_size": ["500", "0"],
     "data.val_size": ["0.1", "100", "0", "1.5", "-0.2", "half"],

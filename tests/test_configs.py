@@ -87,6 +87,9 @@ def test_unknown_choice_lists_the_valid_options():
         ("optimizer.lr=0", r"optimizer.lr=0 is not allowed"),
         ("optimizer.lr=fast", r"optimizer.lr='fast' is not allowed"),
         ("optimizer.weight_decay=-1", r"optimizer.weight_decay=-1 is not allowed: it must be a number >= 0"),
+        ("loss.label_smoothing=1.5", r"loss.label_smoothing=1.5 is not allowed: give a number in \[0, 1\]"),
+        ("loss=mse loss.label_smoothing=-0.1", r"loss.label_smoothing=-0.1 is not allowed: give a number in \[0, 1\]"),
+        ("loss.label_smoothing=some", r"loss.label_smoothing='some' is not allowed"),
         ("trainer.max_epochs=-2", r"trainer.max_epochs=-2 is not allowed: give a whole number of epochs >= 1"),
         ("trainer.max_epochs=0", r"trainer.max_epochs=0 is not allowed"),
         ("seed=1.5", r"seed=1.5 is not allowed: the seed must be a whole number"),
@@ -96,7 +99,7 @@ def test_unknown_choice_lists_the_valid_options():
 )
 def test_bad_values_are_rejected_before_anything_is_built(override, message):
     with pytest.raises(ConfigError, match=message):
-        validate(compose_config([override]))
+        validate(compose_config(override.split()))
 
 
 def test_run_hparams_name_the_chosen_configs_and_main_values():

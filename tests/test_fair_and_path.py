@@ -24,6 +24,7 @@ from lenet_pl.per_digit import write_test_predictions
 from lenet_pl.report import write_report
 from lenet_pl.runtime.compose import compose_config
 from lenet_pl.runtime.errors import ConfigError, OutputError, UserError
+from lenet_pl.runtime.values import validate
 from lenet_pl.sweeps.factorial import analyse
 from lenet_pl.sweeps.jobs import identity, load_jobs, overrides_dict
 from lenet_pl.sweeps.plan import (
@@ -272,6 +273,25 @@ def test_fair_sweep_chooses_on_two_selection_seeds_and_reports_five_others():
     finalists = {identity(c): tune.candidates(c)[:2] for c in configs}
     later = selection_jobs(grid, tune, finalists)
     assert len(later) == 32 and {j["seed"] for j in later} == {"6"}
+
+
+def test_the_loss_regularised_sweep_is_a_full_factorial_on_the_fair_sweeps_result_seeds():
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["sweep=loss_regularised"], return_hydra_config=True)
+        fair = compose(config_name="train", overrides=["sweep=fair"], return_hydra_config=True)
+    assert cfg.trainer.max_epochs == fair.trainer.max_epochs == 20 and cfg.hydra.sweeper.tune is None
+    grid = [overrides_dict(job) for job in grid_jobs(cfg.hydra.sweeper.params, ["sweep=loss_regularised"])]
+    assert len(grid) == 24 and len({tuple(sorted(job.items())) for job in grid}) == 24
+    assert {job["seed"] for job in grid} <= {str(s) for s in fair.hydra.sweeper.params.seed.split(",")}
+    assert {(job["loss"], job["optimizer.weight_decay"], job["loss.label_smoothing"]) for job in grid} == {
+        (loss, wd, ls) for loss in ("mse", "cross_entropy") for wd in ("0.0", "0.0005") for ls in ("0.0", "0.1")
+    }
+    for job in grid:  # every job composes, and both losses take the smoothing
+        run = compose_config([f"{k}={v}" for k, v in job.items()])
+        validate(run)
+        loss = instantiate(run.loss)
+        assert loss.label_smoothing == float(job["loss.label_smoothing"])
+        assert run.optimizer.weight_decay == float(job["optimizer.weight_decay"]) and run.optimizer.lr == 0.1
 
 
 @pytest.mark.parametrize("top", [0, -1, 1.5, True, "2"])

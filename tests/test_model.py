@@ -96,6 +96,24 @@ def test_one_hot_mse_sums_over_classes_and_averages_over_the_batch():
     assert OneHotMSELoss(3)(outputs, target).item() == pytest.approx(1.5 / 2)
 
 
+def test_one_hot_mse_smooths_its_target_as_cross_entropy_does():
+    outputs = torch.zeros(1, 4)
+    # s = 0.2, K = 4: the target is 0.85 on the label and 0.05 elsewhere
+    assert OneHotMSELoss(4, label_smoothing=0.2)(outputs, torch.tensor([1])).item() == pytest.approx(
+        0.85**2 + 3 * 0.05**2
+    )
+    # at the minimum of each loss, the same soft target: CE's optimal softmax equals MSE's optimal outputs
+    logits = torch.zeros(1, 4, requires_grad=True)
+    optimizer = torch.optim.SGD([logits], lr=1.0)
+    for _ in range(2000):
+        optimizer.zero_grad()
+        torch.nn.CrossEntropyLoss(label_smoothing=0.2)(logits, torch.tensor([1])).backward()
+        optimizer.step()
+    torch.testing.assert_close(logits.softmax(1).detach(), torch.tensor([[0.05, 0.85, 0.05, 0.05]]), atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match=r"label_smoothing=1.5 must be in \[0, 1\]"):
+        OneHotMSELoss(4, label_smoothing=1.5)
+
+
 def test_input_too_small_is_a_config_error():
     with pytest.raises(ConfigError, match=r"model.input_size=12 .*at least 16"):
         LeNet5(input_size=12)

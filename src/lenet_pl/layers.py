@@ -48,14 +48,20 @@ class OneHotMSELoss(nn.Module):
 
     The pre-softmax way to train a classifier (and the 1998 paper's Eq. 8 family): it regresses
     the output vector onto the target's code, so the predicted class is still the largest output.
+    `label_smoothing` s softens the code as `torch.nn.CrossEntropyLoss` softens its target, to
+    1 - s + s/K on the label and s/K elsewhere, so that the two losses can be compared under it.
     """
 
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self, num_classes: int = 10, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.num_classes = num_classes
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1]")
+        self.num_classes, self.label_smoothing = num_classes, label_smoothing
 
     def forward(self, outputs: Tensor, target: Tensor) -> Tensor:
         code = F.one_hot(target, self.num_classes).to(outputs.dtype)
+        if self.label_smoothing:
+            code = code * (1 - self.label_smoothing) + self.label_smoothing / self.num_classes
         return (outputs - code).pow(2).sum(dim=1).mean()
 
 

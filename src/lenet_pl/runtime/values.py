@@ -29,6 +29,11 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("optimizer.lr", lambda v: _is_number(v) and v > 0, "the learning rate must be a positive number"),
     ("optimizer.weight_decay", lambda v: _is_number(v) and v >= 0, "it must be a number >= 0"),
     (
+        "loss.label_smoothing",
+        lambda v: _is_number(v) and 0 <= v <= 1,
+        "give a number in [0, 1] (0: the one-hot target; 0.1: 0.91 on the label, 0.01 on each other class)",
+    ),
+    (
         "trainer.max_epochs",
         lambda v: _is_int(v) and (v >= 1 or v == -1),
         "give a whole number of epochs >= 1 (or -1 to train until stopped)",
