@@ -24,6 +24,7 @@ Where the runs saved their per-digit test predictions, McNemar's paired test com
 configurations' networks seed by seed on the same digits (`lenet_pl.sweeps.report_paired`).
 """
 
+import dataclasses
 import math
 import statistics
 import sys
@@ -125,15 +126,32 @@ def _val_error_at(epoch: int) -> Any:
     return value
 
 
-def budget_effects(sweep: Sweep) -> dict[str, list[stats.Effect]]:
-    """Main effects on validation error after each budget the runs reached, and on the final test error."""
+def budget_effects(sweep: Sweep, modelled: bool = False) -> dict[str, list[stats.Effect]]:
+    """Main effects on validation error after each budget the runs reached, and on the final test error.
+
+    `modelled`: each interval from the factorial's linear model of that measure (as the main effects
+    table has it), where the model fits; the seed-level t-interval otherwise.
+    """
     longest = max((len(j.val_by_epoch) for runs in sweep.groups.values() for j in runs if j.finished), default=0)
+    measures = {f"val error, epoch {b}": _val_error_at(b) for b in BUDGETS if b <= longest}
+    measures["test error (best checkpoint)"] = _test_error
+    measures["test error (last epoch)"] = _last_epoch_error
     out = {}
-    for budget in [b for b in BUDGETS if b <= longest]:
-        out[f"val error, epoch {budget}"] = stats.main_effects(sweep.cells(_val_error_at(budget)), *_axes(sweep))
-    out["test error (best checkpoint)"] = stats.main_effects(sweep.cells(_test_error), *_axes(sweep))
-    if last := sweep.cells(_last_epoch_error):
-        out["test error (last epoch)"] = stats.main_effects(last, *_axes(sweep))
+    for measure, value in measures.items():
+        cells = sweep.cells(value)
+        if not cells:
+            continue  # no run's last.ckpt was tested
+        effects = stats.main_effects(cells, *_axes(sweep))
+        fit = report_effects.fit_model(sweep, cells)[0] if modelled else None
+        if fit is not None:
+            terms = {t.axes[0]: t for t in fit.main_effects}
+            effects = [
+                dataclasses.replace(e, interval=stats.Interval(t.effect, t.low, t.high, e.interval.n))
+                if (t := terms.get(e.axis)) is not None
+                else e
+                for e in effects
+            ]
+        out[measure] = effects
     return out
 
 
@@ -226,7 +244,9 @@ def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
     return ["## Learning-rate selection (validation only)", text, markdown_table(rows, columns)], rows
 
 
-def budget_section(by_budget: dict[str, list[stats.Effect]]) -> tuple[list[str], list[dict[str, Any]]]:
+def budget_section(
+    by_budget: dict[str, list[stats.Effect]], modelled: bool = False
+) -> tuple[list[str], list[dict[str, Any]]]:
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for measure, effects in by_budget.items():
         for e in effects:
@@ -236,8 +256,13 @@ def budget_section(by_budget: dict[str, list[stats.Effect]]) -> tuple[list[str],
     text = (
         "Main effects again, on the validation error (points) each run logged after that many epochs, and on "
         "the final test error (of the best-validation checkpoint and, where `lenet_pl.evaluate` tested each "
-        "run's `last.ckpt`, of the network after the last epoch); mean [95% CI] over seeds (the seed-level "
-        "t-intervals). The runs are the same "
+        "run's `last.ckpt`, of the network after the last epoch); "
+        + (
+            "each with its 95% CI from the linear model of that measure, fitted as for the main effects above. "
+            if modelled
+            else "mean [95% CI] over seeds (the seed-level t-intervals). "
+        )
+        + "The runs are the same "
         "full-length runs (tuned sweeps: learning rates chosen for the full budget), looked at earlier, not runs "
         "tuned for each budget."
     )
@@ -457,8 +482,8 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
         if fit is not None:
             parts += report_effects.resolved_lines(fit)
         if any(e.pairs for e in effects):
-            by_budget = budget_effects(sweep)
-            section, budget_rows = budget_section(by_budget)
+            by_budget = budget_effects(sweep, modelled=fit is not None)
+            section, budget_rows = budget_section(by_budget, modelled=fit is not None)
             parts += section
             write_csv(budget_rows, out_dir / "budget.csv")
             report_plots.plot_budget(by_budget, out_dir / "budget.png")
