@@ -646,3 +646,5 @@ def test_a_killed_tuned_sweep_resumes_in_its_dir_keeping_what_finished(tiny_fair
     rows = {r["optimizer"]: r for r in read_csv(sweep / "report2" / "configurations.csv")}
     assert rows["adam"]["runs"] == "2/2"
     assert f"| {stopped.path.name} | stopped; run again in {new[0].path.name} |" in markdown
+    # the summary line counts it apart from jobs still running: nothing of this sweep is running now
+    assert "1 stopped and run again in a later dir (listed below), 0 running or stopped without a record." in markdown

@@ -163,16 +163,36 @@ def _axes(sweep: Sweep) -> tuple[list[str], dict[str, list[str]]]:
 # Sections
 
 
+def _reruns(jobs: list[Job]) -> dict[Path, Job]:
+    """Each job stopped midway, or failed for a reason that is not a result, that a resumed sweep ran again
+    (from its checkpoint, or afresh) in a later dir: its dir -> that later job."""
+    latest = {}
+    for job in sorted(jobs, key=lambda j: j.num):
+        if job.finished or job.failure:
+            latest[job.identity] = job
+    out = {}
+    for job in jobs:
+        if job.finished or (job.failure and job.failure_is_result) or not job.overrides_known:
+            continue
+        again = latest.get(job.identity)
+        if again is not None and again.num > job.num:
+            out[job.path] = again
+    return out
+
+
 def _status(sweep: Sweep) -> str:
     jobs, expected = sweep.jobs, sweep.plan.total
     unfinished = [j for j in jobs if not j.finished]
     damaged = [j for j in unfinished if j.damaged]
     failed = [j for j in unfinished if j.failure and not j.damaged]
+    reruns = _reruns(jobs)
+    stopped = [j for j in unfinished if not (j.failure or j.damaged) and j.path in reruns]
     status = f"{len(jobs)} job dirs" + (f" of {expected} jobs in the sweep" if expected is not None else "")
     status += (
         f"; {len(jobs) - len(unfinished)} finished, {len(failed)} failed, "
         + (f"{len(damaged)} with a damaged file (listed below), " if damaged else "")
-        + f"{len(unfinished) - len(failed) - len(damaged)} running or stopped without a record."
+        + (f"{len(stopped)} stopped and run again in a later dir (listed below), " if stopped else "")
+        + f"{len(unfinished) - len(failed) - len(damaged) - len(stopped)} running or stopped without a record."
     )
     if expected is not None and len(jobs) < expected:
         status += f" {expected - len(jobs)} jobs have not started."
@@ -351,10 +371,7 @@ def unfinished_section(jobs: list[Job]) -> list[str]:
     parts = ["## Runs without results (no metrics.json, no finite test accuracy in it, or a damaged file)"]
     if not unfinished:
         return [*parts, "None."]
-    later = {}  # a stopped job that a resumed sweep ran again (from its checkpoint, or afresh) in a later dir
-    for job in sorted(jobs, key=lambda j: j.num):
-        if job.finished or job.failure:
-            later[job.identity] = job
+    reruns = _reruns(jobs)
     rows = []
     for j in unfinished:
         if j.damaged:
@@ -363,8 +380,7 @@ def unfinished_section(jobs: list[Job]) -> list[str]:
             status = "finished without a finite test accuracy"
         else:
             status = f"failed: {j.failure}" if j.failure else "running, or stopped without a record"
-        again = later.get(j.identity) if j.overrides_known else None
-        if not (j.finished or (j.failure and j.failure_is_result)) and again is not None and again.num > j.num:
+        if (again := reruns.get(j.path)) is not None:
             status = f"{'stopped' if not (j.failure or j.damaged) else status}; run again in {again.path.name}"
         rows.append(
             {
