@@ -4,6 +4,7 @@ import csv
 import functools
 import json
 import math
+import shutil
 from pathlib import Path
 
 import matplotlib.image
@@ -257,6 +258,11 @@ def test_a_resumed_job_takes_its_earlier_epochs_from_the_dir_it_resumed(tmp_path
     jobs = {job.num: job for job in load_jobs(sweep)}
     assert jobs[1].val_acc == pytest.approx([0.93, 0.94, 0.95, 0.97, 0.99])
     assert jobs[0].identity == jobs[1].identity  # ckpt_path is not part of what a job runs
+    # the sweep dir copied elsewhere (an archive of its runs): the resumed dir is found by its name
+    copied = shutil.copytree(sweep, tmp_path / "elsewhere" / "sweep")
+    shutil.rmtree(sweep)
+    moved = {job.num: job for job in load_jobs(copied)}
+    assert moved[1].val_acc == pytest.approx([0.93, 0.94, 0.95, 0.97, 0.99])
 
 
 def test_fair_sweep_chooses_on_two_selection_seeds_and_reports_five_others():

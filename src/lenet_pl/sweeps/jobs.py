@@ -214,7 +214,8 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
     """Every job dir of `sweep_dir`, in launch order.
 
     A job that resumed another (its overrides name the other's dir as ckpt_path) logged only the
-    epochs after the checkpoint: the earlier epochs are taken from the dir it resumed.
+    epochs after the checkpoint: the earlier epochs are taken from the dir it resumed, found by its
+    path or, in a sweep dir that has since been copied or moved, by its name among the sweep's jobs.
     """
     if not sweep_dir.is_dir():
         raise UserError(f"{sweep_dir} is not a folder. Give a sweep dir, e.g. outputs/multirun/<date>/<time>.")
@@ -233,9 +234,13 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
             "(`python -m lenet_pl.train -m ...` prints it), or compare single runs in TensorBoard."
         )
     by_dir = {job.path.resolve(): job for job in jobs}
+    by_name = {job.path.name: job for job in jobs}  # a sweep dir copied or moved: the resumed dir is a sibling
     for job in sorted(jobs, key=lambda j: j.num):
         resumed = job.overrides.get("ckpt_path", "").strip("'\"")
-        earlier = by_dir.get(Path(resumed).resolve()) if resumed else None
+        earlier = None
+        if resumed:
+            path = Path(resumed)
+            earlier = by_dir.get(path.resolve()) or (None if path.exists() else by_name.get(path.name))
         if earlier is not None and earlier is not job:
             job.val_by_epoch = earlier.val_by_epoch | job.val_by_epoch
     return sorted(jobs, key=lambda job: job.num)
