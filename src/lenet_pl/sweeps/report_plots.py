@@ -231,7 +231,11 @@ def plot_interactions(effects: list[stats.Effect], rows: list[stats.Interaction]
             dark = abs(cell.interval.mean) > 0.6 * limit  # the colormap's ends are dark: white text there
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(len(columns)))
-    ax.set_xticklabels(["main effect" if by == "" else f"{by}=\n{_short(level)}" for by, level in columns], fontsize=8)
+    # a dotted key (optimizer.weight_decay) breaks at its dots, so that neighbouring labels do not overlap
+    ax.set_xticklabels(
+        ["main effect" if by == "" else "=\n".join((by.replace(".", ".\n"), _short(level))) for by, level in columns],
+        fontsize=8,
+    )
     ax.set_yticks(range(len(swaps)))
     ax.set_yticklabels([f"{e.axis}:\n{_short(e.base)} -> {_short(e.level)}" for e in swaps], fontsize=9)
     for j in range(1, len(columns)):  # separate the held axes
