@@ -225,7 +225,7 @@ def test_a_fair_design_reports_the_linear_model_and_no_held_out_column(tmp_path)
         assert effects[axis]["seeds"] == "2"
         assert "without_selection_seeds_mean" not in effects[axis]
     assert "without seed" not in markdown and "which may flatter it" not in markdown
-    assert "Axes: activation (2), optimizer (2); seeds: 1, 2 (results), 0 (choose the rates only)." in markdown
+    assert "Axes: activation (2), optimizer (2); seeds: 1, 2 (results), 0 (choose optimizer.lr only)." in markdown
     # the budget table's intervals come from the same model, fitted to each measure
     budget = {r["axis"]: r for r in read_csv(tmp_path / "out" / "budget.csv")}
     term = fit.term("activation")

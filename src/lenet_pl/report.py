@@ -203,11 +203,10 @@ def _seeds_phrase(sweep: Sweep) -> str:
     """The seeds, in order; a tuned sweep's selection seeds apart from the seeds its results come from."""
     seeds = sorted(sweep.axes.get(SEED, []), key=lambda s: (len(s), s))  # numeric order for whole numbers
     tune = sweep.plan.tune
-    choosing = [s for s in seeds if tune is not None and s in {str(t) for t in tune.seeds}]
-    if not choosing:
+    if tune is None or not (choosing := [s for s in seeds if s in {str(t) for t in tune.seeds}]):
         return f"; seeds: {', '.join(seeds)}" if seeds else ""
     results = ", ".join(s for s in seeds if s not in choosing) or "none yet"
-    return f"; seeds: {results} (results), {', '.join(choosing)} (choose the rates only)"
+    return f"; seeds: {results} (results), {', '.join(choosing)} (choose {tune.key} only)"
 
 
 def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
