@@ -505,6 +505,34 @@ def test_where_each_runs_last_checkpoint_was_evaluated_the_report_adds_the_last_
     assert budget["activation"]["test error (last epoch)"] == f"{term.effect:+.2f} [{term.low:+.2f}, {term.high:+.2f}]"
 
 
+def test_a_measure_the_model_cannot_fit_gets_seed_level_intervals_and_says_so(tmp_path):
+    """Last-epoch tests of three of the four configurations: no model of that measure (a corner is missing)."""
+    from lenet_pl.report import LAST_EPOCH
+
+    sweep = write_sweep(tmp_path / "sweep")
+    for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
+        activation, optimizer, seed = (part.split("=")[1] for part in job.name.split("_", 1)[1].split(","))
+        if (activation, optimizer) == ("relu", "adam"):
+            continue
+        (job / LAST_EPOCH).parent.mkdir(parents=True)
+        (job / LAST_EPOCH).write_text(json.dumps({"test/acc": 1 - ERRORS[activation, optimizer, seed] / 100}))
+    markdown = write_report(sweep, tmp_path / "out")
+    assert "The model does not fit *test error (last epoch)*" in markdown
+    assert "from the linear model of that measure" in markdown  # the other measures keep the model
+    budget = {r["axis"]: r for r in read_csv(tmp_path / "out" / "budget.csv")}
+    # seed-level: relu - tanh under sgd only (the adam pair has no relu run): seeds 0, 1: -1.0, -1.0
+    assert budget["activation"]["test error (last epoch)"] == "-1.00 [-1.00, -1.00]"  # no spread between the seeds
+    best = analyse(
+        {(a, o): {int(s): e for (a2, o2, s), e in ERRORS.items() if (a2, o2) == (a, o)} for a, o, _ in ERRORS},
+        ["activation", "optimizer"],
+        {"activation": ("tanh", "relu"), "optimizer": ("sgd", "adam")},
+    ).term("activation")
+    assert (
+        budget["activation"]["test error (best checkpoint)"]
+        == f"{best.effect:+.2f} [{best.low:+.2f}, {best.high:+.2f}]"
+    )
+
+
 def test_without_last_epoch_evaluations_the_report_has_no_such_column(tmp_path):
     markdown = write_report(write_sweep(tmp_path / "sweep"), tmp_path / "out")
     assert "test error %, last epoch" not in markdown and "test error (last epoch)" not in markdown

@@ -29,6 +29,7 @@ import math
 import statistics
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,23 +127,27 @@ def _val_error_at(epoch: int) -> Any:
     return value
 
 
-def budget_effects(sweep: Sweep, modelled: bool = False) -> dict[str, list[stats.Effect]]:
+def budget_effects(sweep: Sweep, modelled: bool = False) -> tuple[dict[str, list[stats.Effect]], list[str]]:
     """Main effects on validation error after each budget the runs reached, and on the final test error.
 
     `modelled`: each interval from the factorial's linear model of that measure (as the main effects
-    table has it), where the model fits; the seed-level t-interval otherwise.
+    table has it), where the model fits; the seed-level t-interval otherwise. Also returns the
+    measures the model was asked for and did not fit (e.g. a configuration none of whose runs was
+    tested after its last epoch).
     """
     longest = max((len(j.val_by_epoch) for runs in sweep.groups.values() for j in runs if j.finished), default=0)
     measures = {f"val error, epoch {b}": _val_error_at(b) for b in BUDGETS if b <= longest}
     measures["test error (best checkpoint)"] = _test_error
     measures["test error (last epoch)"] = _last_epoch_error
-    out = {}
+    out, seed_level = {}, []
     for measure, value in measures.items():
         cells = sweep.cells(value)
         if not cells:
             continue  # no run's last.ckpt was tested
         effects = stats.main_effects(cells, *_axes(sweep))
         fit = report_effects.fit_model(sweep, cells)[0] if modelled else None
+        if modelled and fit is None:
+            seed_level.append(measure)
         if fit is not None:
             terms = {t.axes[0]: t for t in fit.main_effects}
             effects = [
@@ -152,7 +157,7 @@ def budget_effects(sweep: Sweep, modelled: bool = False) -> dict[str, list[stats
                 for e in effects
             ]
         out[measure] = effects
-    return out
+    return out, seed_level
 
 
 def _axes(sweep: Sweep) -> tuple[list[str], dict[str, list[str]]]:
@@ -264,7 +269,7 @@ def selection_section(sweep: Sweep) -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def budget_section(
-    by_budget: dict[str, list[stats.Effect]], modelled: bool = False
+    by_budget: dict[str, list[stats.Effect]], modelled: bool = False, seed_level: Sequence[str] = ()
 ) -> tuple[list[str], list[dict[str, Any]]]:
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for measure, effects in by_budget.items():
@@ -285,6 +290,11 @@ def budget_section(
         "full-length runs (tuned sweeps: learning rates chosen for the full budget), looked at earlier, not runs "
         "tuned for each budget."
     )
+    if seed_level:
+        text += (
+            f" The model does not fit {', '.join(f'*{m}*' for m in seed_level)} (a configuration has no run "
+            "with that measure), so that column shows the seed-level t-intervals."
+        )
     return ["## Effects against the training budget", text, markdown_table(list(rows.values()), columns)], list(
         rows.values()
     )
@@ -497,8 +507,8 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
         if fit is not None:
             parts += report_effects.resolved_lines(fit)
         if any(e.pairs for e in effects):
-            by_budget = budget_effects(sweep, modelled=fit is not None)
-            section, budget_rows = budget_section(by_budget, modelled=fit is not None)
+            by_budget, seed_level = budget_effects(sweep, modelled=fit is not None)
+            section, budget_rows = budget_section(by_budget, modelled=fit is not None, seed_level=seed_level)
             parts += section
             write_csv(budget_rows, out_dir / "budget.csv")
             report_plots.plot_budget(by_budget, out_dir / "budget.png")
