@@ -159,6 +159,30 @@ def gauss_newton_diagonal(net: nn.Module, loss: Loss, x: Tensor, y: Tensor) -> d
     return {p: h / len(y) for p, h in estimate.items()}
 
 
+@torch.no_grad()
+def fan_in_times_share(net: nn.Module, x: Tensor) -> dict[nn.Parameter, Tensor]:
+    """Per trainable parameter of a chain's weighted layers: the sum of the fan-ins of the units its connections reach.
+
+    SN2.8, the simulator of LeCun's group before the 1998 code, sets each weight's learning rate to
+    x / sqrt(fan-in x share) by default: fan-in counts the unit's inputs and its bias, share the
+    connections that use the weight (one per output position of a convolution). This is that
+    product, summed over the connections, so units with different fan-ins (C3 of Table I) are
+    counted exactly; it comes from the layers' own backward pass, as `gauss_newton_diagonal` does:
+    the weight gradient of the layer on an input of ones with each unit's fan-in in place of dE/da.
+    """
+    counts: dict[nn.Parameter, Tensor] = {}
+    for layer, inp, _ in _leaf_calls(net, x[:1]):
+        if not isinstance(layer, WEIGHTED):
+            continue
+        ones = torch.ones_like(inp)
+        unit = {name: torch.ones_like(p) for name, p in layer.named_parameters(recurse=False)}
+        fan_in = functional_call(layer, unit, (ones,))  # inputs + bias of each unit (TableConv2d's table applies)
+        per_param, _ = _weighted(layer, ones, fan_in, need_input=False)
+        for name, value in per_param.items():
+            counts[getattr(layer, name)] = value
+    return counts
+
+
 def hessian_row_magnitude(
     net: nn.Module, loss: Loss, x: Tensor, y: Tensor, probes: int = 4
 ) -> dict[nn.Parameter, Tensor]:

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lenet_pl.runtime.errors import ConfigError
+
 
 class ScaledTanh(nn.Module):
     """The 1998 squashing function f(a) = A tanh(S a), A = 1.7159, S = 2/3 (LeCun et al., Appendix A).
@@ -227,13 +229,19 @@ class RBFMAPLoss(nn.Module):
     The second term also pushes up the penalties of the wrong classes, and e^-j stands for a
     "rubbish" class, so that penalties that are all large already count as a rejection and are
     not pushed further. It prevents the collapse of Eq. 8 when the centres are trained.
+
+    `scale` multiplies the whole criterion: 0.5 is the convention of LeCun's group's own code (Lush,
+    eblearn: energies 0.5 ||x - t||^2), which halves the gradient and the curvature h_kk alike, so
+    an SDLM step eta / (mu + h) on it equals eta / (2 mu + h) on the paper's printed energy.
     """
 
-    def __init__(self, j: float = 0.1) -> None:
+    def __init__(self, j: float = 0.1, scale: float = 1.0) -> None:
         super().__init__()
-        self.j = j
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+            raise ConfigError(f"loss.scale={scale!r} is not allowed: it must be a positive number (paper: 1).")
+        self.j, self.scale = j, scale
 
     def forward(self, outputs: Tensor, target: Tensor) -> Tensor:
         rubbish = outputs.new_full((len(outputs), 1), -self.j)
         competition = torch.logsumexp(torch.cat([rubbish, outputs], dim=1), dim=1)
-        return (-outputs.gather(1, target[:, None]).squeeze(1) + competition).mean()
+        return self.scale * (-outputs.gather(1, target[:, None]).squeeze(1) + competition).mean()

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from lenet_pl.curvature import gauss_newton_diagonal, hessian_row_magnitude
+from lenet_pl.curvature import fan_in_times_share, gauss_newton_diagonal, hessian_row_magnitude
 from lenet_pl.runtime.errors import ConfigError
 
 log = logging.getLogger("lenet_pl")
@@ -53,14 +53,32 @@ class SDLM(Optimizer):
         params: the parameters (or parameter groups) to train.
         lr: the global step size eta (the paper's 5e-4 for one sample per step).
         mu: the Levenberg-Marquardt damping, 0.02 in the paper.
+        divide_by: "none" (the paper's text: one eta for every parameter) or "sqrt_fan_in_share"
+            (SN2.8's default: each parameter's step divided by sqrt of the fan-in x share of its
+            connections, `lenet_pl.curvature.fan_in_times_share`, installed by `SDLMCurvature`).
     """
 
-    def __init__(self, params: Iterable[nn.Parameter] | Iterable[dict[str, Any]], lr: float = 5e-4, mu: float = 0.02):
+    DIVIDE_BY = ("none", "sqrt_fan_in_share")
+
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
+        lr: float = 5e-4,
+        mu: float = 0.02,
+        divide_by: str = "none",
+    ):
         if not lr > 0:
             raise ConfigError(f"optimizer.lr={lr!r} is not allowed: SDLM's step size must be positive.")
         if not mu > 0:
             raise ConfigError(f"optimizer.mu={mu!r} is not allowed: SDLM's damping mu must be positive (paper: 0.02).")
+        if divide_by not in self.DIVIDE_BY:
+            raise ConfigError(
+                f"optimizer.divide_by={divide_by!r} is not known; choose one of {list(self.DIVIDE_BY)} (none: one "
+                "step size for every weight, as the paper prints it; sqrt_fan_in_share: SN2.8's default, the step "
+                "divided by sqrt(fan-in x share) of each weight)."
+            )
         super().__init__(params, {"lr": lr, "mu": mu})
+        self.divide_by = divide_by
 
     @torch.no_grad()
     def set_hessian_diagonal(self, estimates: dict[Tensor, Tensor]) -> None:
@@ -69,6 +87,14 @@ class SDLM(Optimizer):
             for p in group["params"]:
                 if p in estimates:
                     self.state[p]["hessian_diagonal"] = estimates[p].detach().abs().to(p)
+
+    @torch.no_grad()
+    def set_connection_counts(self, counts: dict[Tensor, Tensor]) -> None:
+        """Install each parameter's fan-in x share (divide_by="sqrt_fan_in_share" divides its step by the root)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in counts:
+                    self.state[p]["rate_scale"] = counts[p].detach().to(p).rsqrt()
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
@@ -87,7 +113,17 @@ class SDLM(Optimizer):
                         "lenet_pl.optim.SDLMCurvature callback (optimizer=sdlm adds it as callbacks.sdlm_curvature; "
                         "do not remove it), or call set_hessian_diagonal() before step() when using SDLM directly."
                     )
-                p.addcdiv_(p.grad, h + group["mu"], value=-group["lr"])
+                grad = p.grad
+                if self.divide_by != "none":
+                    scale = self.state[p].get("rate_scale")
+                    if scale is None:
+                        raise ConfigError(
+                            f"optimizer SDLM with divide_by={self.divide_by!r} has no connection counts for a "
+                            "parameter; the SDLMCurvature callback installs them (only for the layers of "
+                            "lenet_pl.curvature.WEIGHTED), or call set_connection_counts() before step()."
+                        )
+                    grad = grad * scale
+                p.addcdiv_(grad, h + group["mu"], value=-group["lr"])
         return loss
 
 
@@ -139,8 +175,10 @@ class SDLMCurvature(L.Callback):
             if seen >= self.samples:
                 break
         estimates = {p: h / seen for p, h in total.items()}
+        counts = fan_in_times_share(net, x) if any(opt.divide_by != "none" for opt in optimizers) else {}
         for opt in optimizers:
             opt.set_hessian_diagonal(estimates)
+            opt.set_connection_counts(counts)
         # Where h_kk < mu the step is capped near lr/mu x gradient: how much of the net that is says
         # whether the run is Levenberg-Marquardt or plain SGD at lr/mu.
         mu = optimizers[0].param_groups[0]["mu"]
