@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import lightning as L
@@ -16,7 +17,7 @@ from torch import nn
 
 from conftest import REPO, run_in_process
 from lenet_pl.augment import RandomAffineDistortion
-from lenet_pl.curvature import gauss_newton_diagonal
+from lenet_pl.curvature import fan_in_times_share, gauss_newton_diagonal
 from lenet_pl.layers import (
     RBFMAPLoss,
     RBFOutput,
@@ -142,17 +143,25 @@ def test_summary_cli_prints_the_1998_table():
     assert result.stdout.strip() == format_layer_table(layer_table(instantiate(lenet1998().model)))
 
 
-def test_weights_start_uniform_within_2_4_over_fan_in_and_biases_at_zero():
+@pytest.mark.parametrize(
+    ("overrides", "bound_of"),
+    [
+        ((), lambda fan_in: 1.0 / fan_in**0.5),  # the preset: LeCun's group's code
+        (("model.init.divide_by=fan_in", "model.init.scale=2.4"), lambda fan_in: 2.4 / fan_in),  # the paper's text
+    ],
+    ids=["preset_1_over_sqrt_fan_in", "paper_text_2_4_over_fan_in"],
+)
+def test_weights_start_uniform_within_the_rule_and_biases_at_zero(overrides, bound_of):
     torch.manual_seed(0)
-    net = instantiate(lenet1998().model)
+    net = instantiate(lenet1998(*overrides).model)
     for layer, fan_in in ((net.C1[0], 25), (net.C5[0], 16 * 25), (net.F6[0], 120), (net.S2[0], 4)):
-        bound = 2.4 / fan_in
+        bound = bound_of(fan_in)
         assert layer.weight.abs().max() <= bound
         assert layer.weight.abs().max() > 0.8 * bound  # spread over the range, not a narrower default
         assert layer.bias.abs().max() == 0
     c3 = net.C3[0]
     inputs_per_kernel = c3_connection_table().sum(dim=0)[c3.pair_index // 6] * 25
-    assert (c3.weight.abs().amax(dim=1) <= 2.4 / inputs_per_kernel).all()
+    assert (c3.weight.abs().amax(dim=1) <= bound_of(inputs_per_kernel.float())).all()
 
 
 def test_lenet1998_preset_scales_pixels_to_minus_0_1_and_1_175_and_uses_sdlm_with_the_schedule():
@@ -163,17 +172,18 @@ def test_lenet1998_preset_scales_pixels_to_minus_0_1_and_1_175_and_uses_sdlm_wit
     assert x[0, 0, 0, 0].item() == pytest.approx(-0.1, abs=1e-6)  # padding is background too
     assert x[0, 0, 29, 5].item() == pytest.approx(1.175, abs=1e-6)
     optimizer = instantiate(cfg.optimizer)([nn.Parameter(torch.zeros(2))])
-    assert isinstance(optimizer, SDLM) and optimizer.defaults["mu"] == 0.02
-    # The paper's 5e-4 per sample, times the batch size of the batched variant, over 64: the paper's
-    # rate diverges from the paper's initialisation (conf/experiment/lenet1998.yaml).
-    assert optimizer.defaults["lr"] == pytest.approx(5e-4 * cfg.data.batch_size / 64)
+    assert isinstance(optimizer, SDLM) and optimizer.defaults["mu"] == 0.02 and optimizer.divide_by == "none"
+    # eblearn's 1e-4 per sample times the batch size (conf/experiment/lenet1998.yaml says why not the paper's 5e-4).
+    assert optimizer.defaults["lr"] == pytest.approx(1e-4 * cfg.data.batch_size)
     assert cfg.trainer.max_epochs == 20
     callback = instantiate(cfg.callbacks.sdlm_curvature)
     assert isinstance(callback, SDLMCurvature) and (callback.samples, callback.estimate) == (500, "gauss_newton")
     # The paper's protocol: every training digit, no validation split, error after every pass.
     assert cfg.data.val_size == 0 and instantiate(cfg.data).has_validation is False
     assert cfg.callbacks.error_per_pass._target_ == "lenet_pl.error_per_pass.ErrorPerPass"
-    assert isinstance(instantiate(cfg.loss), RBFMAPLoss)
+    loss = instantiate(cfg.loss)
+    assert isinstance(loss, RBFMAPLoss) and loss.scale == 0.5  # the 1/2 of the group's energies
+    assert instantiate(lenet1998("loss=rbf_map").loss).scale == 1.0
     assert isinstance(instantiate(compose_config(["experiment=lenet1998", "loss=rbf_mse"]).loss), RBFPenaltyLoss)
 
 
@@ -234,6 +244,77 @@ def test_sdlm_step_on_a_quadratic_is_eta_over_mu_plus_h_times_the_gradient():
         SDLM(unit.parameters(), lr=0.1, mu=0.0)
     with pytest.raises(ConfigError, match="samples=0"):
         SDLMCurvature(samples=0)
+
+
+def test_fan_in_times_share_counts_every_connection_of_the_1998_layers():
+    net = instantiate(lenet1998().model)
+    counts = fan_in_times_share(net, torch.zeros(1, 1, 32, 32))
+    # Each unit's fan-in counts its inputs and its bias; each weight is used once per output position.
+    c1, s2, c3, s4, c5, f6 = (net.C1[0], net.S2[0], net.C3[0], net.S4[0], net.C5[0], net.F6[0])
+    expected = {
+        c1.weight: 26 * 28 * 28, c1.bias: 26 * 28 * 28,
+        s2.weight: 5 * 4 * 14 * 14, s2.bias: 5 * 14 * 14,  # the coefficient multiplies 4 inputs per unit
+        s4.weight: 5 * 4 * 5 * 5, s4.bias: 5 * 5 * 5,
+        c5.weight: 16 * 25 + 1, c5.bias: 16 * 25 + 1,
+        f6.weight: 121, f6.bias: 121,
+    }  # fmt: skip
+    for param, value in expected.items():
+        assert counts[param].shape == param.shape
+        assert (counts[param] == value).all(), (tuple(param.shape), counts[param].unique())
+    # C3: Table I gives each map 3, 4 or 6 input maps, so its units have 76, 101 or 151 connections.
+    maps = c3_connection_table().sum(dim=0)
+    unit_fan_in = maps * 25 + 1
+    assert (counts[c3.bias] == unit_fan_in * 100).all()
+    assert (counts[c3.weight] == (unit_fan_in[c3.pair_index // 6] * 100)[:, None].float()).all()
+    assert sorted(unit_fan_in.unique().tolist()) == [76, 101, 151]
+
+
+def test_sdlm_divided_by_sqrt_fan_in_share_takes_that_fraction_of_each_step():
+    torch.manual_seed(0)
+    unit = nn.Linear(3, 2)
+    x, t = torch.randn(8, 3), torch.randn(8, 2)
+
+    def loss(out, target):
+        return (out - target).pow(2).sum(dim=1).mean()
+
+    h = gauss_newton_diagonal(unit, loss, x, t)
+    counts = fan_in_times_share(unit, x)
+    assert (counts[unit.weight] == 4).all() and (counts[unit.bias] == 4).all()  # 3 inputs + the bias
+    plain, divided = SDLM(unit.parameters(), lr=0.1), SDLM(unit.parameters(), lr=0.1, divide_by="sqrt_fan_in_share")
+    with pytest.raises(ConfigError, match="connection counts"):
+        divided.set_hessian_diagonal(h)
+        loss(unit(x), t).backward()
+        divided.step()
+    before = [p.detach().clone() for p in unit.parameters()]
+    divided.set_connection_counts(counts)
+    divided.step()
+    moved = [p.detach() - b for p, b in zip(unit.parameters(), before, strict=True)]
+    for p, b in zip(unit.parameters(), before, strict=True):
+        p.data.copy_(b)
+    plain.set_hessian_diagonal(h)
+    plain.step()
+    for p, b, m in zip(unit.parameters(), before, moved, strict=True):
+        assert torch.allclose(m, (p.detach() - b) / 2)  # 1/sqrt(4)
+        assert m.abs().max() > 0
+    with pytest.raises(ConfigError, match=r"divide_by='fan_in' is not known.*sqrt_fan_in_share"):
+        SDLM(unit.parameters(), divide_by="fan_in")
+    with pytest.raises(ConfigError, match=re.escape("optimizer.divide_by='per_layer' is not known")):
+        instantiate(lenet1998("optimizer.divide_by=per_layer").optimizer)([nn.Parameter(torch.zeros(1))])
+
+
+def test_the_half_energy_halves_gradient_and_curvature_so_mu_guards_twice_as_much():
+    torch.manual_seed(0)
+    net = instantiate(lenet1998().model)
+    x, y = torch.randn(6, 1, 32, 32), torch.arange(6)
+    full, half = RBFMAPLoss(), RBFMAPLoss(scale=0.5)
+    assert half(net(x), y).item() == pytest.approx(full(net(x), y).item() / 2, rel=1e-6)
+    h_full, h_half = gauss_newton_diagonal(net, full, x, y), gauss_newton_diagonal(net, half, x, y)
+    for p in net.parameters():
+        assert torch.allclose(h_half[p], h_full[p] / 2, rtol=1e-5, atol=1e-12)
+    # So eta / (mu + h) on the half energy is eta / (2 mu + h) on the full one, gradient for gradient.
+    for bad in (0, -0.5, True, "half"):
+        with pytest.raises(ConfigError, match=f"loss.scale={bad!r}"):
+            RBFMAPLoss(scale=bad)
 
 
 def test_distortions_move_ink_differently_per_image_and_keep_dtype_and_shape():
