@@ -146,10 +146,11 @@ def test_summary_cli_prints_the_1998_table():
 @pytest.mark.parametrize(
     ("overrides", "bound_of"),
     [
-        ((), lambda fan_in: 1.0 / fan_in**0.5),  # the preset: LeCun's group's code
-        (("model.init.divide_by=fan_in", "model.init.scale=2.4"), lambda fan_in: 2.4 / fan_in),  # the paper's text
+        ((), lambda fan_in: 2.4 / fan_in**0.5),  # the preset: the paper's 2.4, the group's sqrt
+        (("model.init.divide_by=fan_in",), lambda fan_in: 2.4 / fan_in),  # the paper's text
+        (("model.init.scale=1.0",), lambda fan_in: 1.0 / fan_in**0.5),  # eblearn's MNIST demo
     ],
-    ids=["preset_1_over_sqrt_fan_in", "paper_text_2_4_over_fan_in"],
+    ids=["preset_2_4_over_sqrt_fan_in", "paper_text_2_4_over_fan_in", "eblearn_1_over_sqrt_fan_in"],
 )
 def test_weights_start_uniform_within_the_rule_and_biases_at_zero(overrides, bound_of):
     torch.manual_seed(0)
@@ -405,7 +406,7 @@ def test_the_papers_protocol_trains_on_every_digit_tests_the_last_pass_and_draws
 
 
 # The paper's text: +-2.4/F_i, Eq. 9 without the 1/2, and the largest step of 0.008 x 2^-k that trains from it.
-PAPER_TEXT = ("loss=rbf_map", "model.init.divide_by=fan_in", "model.init.scale=2.4", "optimizer.lr=0.000125")
+PAPER_TEXT = ("loss=rbf_map", "model.init.divide_by=fan_in", "optimizer.lr=0.000125")
 
 
 def sdlm_steps_on_real_mnist(root, seed: int, steps: int = 200, overrides=PAPER_TEXT) -> tuple[tuple, tuple, dict]:
