@@ -457,10 +457,11 @@ def test_a_few_hundred_sdlm_steps_on_real_mnist_train_lenet1998_as_the_paper_pri
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("augment", "max_error"), [("none", 0.0125), ("distortions", 0.0115)])
+@pytest.mark.parametrize(("augment", "max_error"), [("none", 0.0125), ("distortions", 0.011)])
 def test_lenet1998_under_the_papers_protocol_after_20_passes(real_mnist_root, tmp_path, augment, max_error):
     # The mean over seeds 0, 1, 2 as a sweep on the joblib launcher, one thread per job. Measured
-    # (docs/reproducing-1998.md): 1.30% and 1.01%; the paper's 0.95% and 0.8% are not reached with its curvature.
+    # on seeds 0-2 (docs/reproducing-1998.md, AMD EPYC Zen 4): 1.09% and 0.94%; the paper's 0.95% and 0.8% are not
+    # reached. The margins allow for other CPUs' trajectories.
     sweep = tmp_path / "sweep"
     result = run_in_process(
         "lenet_pl.train",
