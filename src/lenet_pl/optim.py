@@ -25,7 +25,7 @@ What that gives in practice (docs/reproducing-1998.md): with the paper's initial
 the paper's h_kk is far below mu for almost every weight, so the step is ~eta/mu x gradient, and
 at the paper's eta every unit saturates within 10 steps, per sample as well as in batches; that
 literal set-up trains only at eta/64. The `lenet1998` preset follows the code of LeCun's group
-instead (+-1/sqrt(F_i), an energy with a 1/2, eta = 1e-4). `divide_by="sqrt_fan_in_share"` is the
+instead (+-2.4/sqrt(F_i), an energy with a 1/2, eta = 1e-4). `divide_by="sqrt_fan_in_share"` is the
 per-weight rate of the group's older simulator SN2.8. `SDLMCurvature(estimate="hessian_row_magnitude")`,
 mean |(Hz)_k| over random +-1 vectors z (Hessian-vector products), is larger where weights
 interact, which keeps larger steps stable: the project used it before, at 4 x B x eta.
