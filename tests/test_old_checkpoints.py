@@ -79,3 +79,20 @@ def test_training_resumes_from_old_checkpoints_for_one_more_epoch(old_runs, tmp_
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         metrics = json.loads((tmp_path / f"resumed_{name}" / "metrics.json").read_text())["metrics"]
         assert metrics["epochs"] == 2  # the old epoch, then one more
+
+
+def test_a_run_saved_before_a_neutral_key_existed_is_the_same_run_for_ckpt_path_last():
+    from omegaconf import OmegaConf
+
+    from lenet_pl.runtime.checkpoints import _run_identity
+    from lenet_pl.runtime.compose import compose_config
+
+    now = compose_config(["experiment=lenet1998", "paths.output_dir=unused"])
+    saved = OmegaConf.to_container(now, resolve=False)
+    del saved["optimizer"]["divide_by"]  # as a run saved before SDLM had divide_by
+    assert _run_identity(OmegaConf.create(saved)) == _run_identity(now)
+    saved["optimizer"]["divide_by"] = "sqrt_fan_in_share"  # a value that changes the run still counts
+    assert _run_identity(OmegaConf.create(saved)) != _run_identity(now)
+    half = OmegaConf.to_container(now, resolve=False)
+    del half["loss"]["scale"]  # rbf_map_half's 0.5 is not neutral: without it the run is another one
+    assert _run_identity(OmegaConf.create(half)) != _run_identity(now)

@@ -58,15 +58,22 @@ _NOT_PART_OF_THE_RUN = (
 )
 
 
+# Keys added after runs were saved, at the value that changes nothing: a run saved without one resumes
+# under a config that has it at that value.
+_NEUTRAL_WHEN_ABSENT = {"optimizer.divide_by": "none", "loss.scale": 1.0}
+
+
 def _run_identity(cfg: DictConfig) -> dict[str, Any]:
     container = OmegaConf.to_container(cfg, resolve=False)
-    for key in _NOT_PART_OF_THE_RUN:
+    for key in (*_NOT_PART_OF_THE_RUN, *_NEUTRAL_WHEN_ABSENT):
         *parents, leaf = key.split(".")
         node = container
         for parent in parents:
             node = node.get(parent, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        if key in _NOT_PART_OF_THE_RUN or node[leaf] == _NEUTRAL_WHEN_ABSENT[key]:
+            node.pop(leaf)
     return container
 
 
