@@ -442,9 +442,8 @@ def sdlm_steps_on_real_mnist(root, seed: int, steps: int = 200, overrides=PAPER_
 
 
 def test_a_few_hundred_sdlm_steps_on_real_mnist_train_lenet1998_as_the_paper_prints_it(real_mnist_root):
-    # The paper's text (PAPER_TEXT) trains smoothly from its first step; the preset's recipe saturates
-    # within 50 steps on some seeds and recovers within the first pass (docs/reproducing-1998.md), so
-    # a few hundred steps show SDLM at work on the literal variant. A 200-step trajectory differs
+    # The paper's literal text (PAPER_TEXT), whose 200-step figures were measured on several CPUs; the
+    # preset's first steps were measured on one (docs/reproducing-1998.md). A 200-step trajectory differs
     # between CPUs (and thread counts): assert what held with a wide margin for seeds 0, 1, 2 at 1 and
     # 2 threads, with and without oneDNN: loss 83.9 -> 20.5-20.8, accuracy 5-12% -> 77.5-78.1% on
     # 1,000 test digits.
