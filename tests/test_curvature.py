@@ -7,7 +7,7 @@ from torch import nn
 from torch.autograd.functional import hessian
 from torch.func import functional_call, jacfwd, jacrev
 
-from lenet_pl.curvature import gauss_newton_diagonal
+from lenet_pl.curvature import fan_in_times_share, gauss_newton_diagonal
 from lenet_pl.layers import (
     RBFMAPLoss,
     RBFOutput,
@@ -205,3 +205,9 @@ def test_a_layer_without_a_rule_is_named_in_the_error():
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
     with pytest.raises(ValueError, match="no rule for the layer BatchNorm2d"):
         gauss_newton_diagonal(net, F.cross_entropy, torch.randn(2, 1, 6, 6), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"fan-in x share count has no rule for the trainable layer BatchNorm2d"):
+        fan_in_times_share(net, torch.randn(2, 1, 6, 6))
+    net[1].requires_grad_(False)  # a frozen layer has nothing to count: the others are counted
+    counts = fan_in_times_share(net, torch.randn(2, 1, 6, 6))
+    assert set(counts) == {net[0].weight, net[0].bias, net[3].weight, net[3].bias}
+    assert (counts[net[3].weight] == 2 * 4 * 4 + 1).all()

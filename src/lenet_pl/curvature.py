@@ -173,6 +173,12 @@ def fan_in_times_share(net: nn.Module, x: Tensor) -> dict[nn.Parameter, Tensor]:
     counts: dict[nn.Parameter, Tensor] = {}
     for layer, inp, _ in _leaf_calls(net, x[:1]):
         if not isinstance(layer, WEIGHTED):
+            if any(p.requires_grad for p in layer.parameters(recurse=False)):
+                raise ValueError(
+                    f"the fan-in x share count has no rule for the trainable layer {layer!r}; it counts the "
+                    f"connections of {', '.join(sorted(t.__name__ for t in WEIGHTED))} only (optimizer.divide_by=none "
+                    "needs no counts)."
+                )
             continue
         ones = torch.ones_like(inp)
         unit = {name: torch.ones_like(p) for name, p in layer.named_parameters(recurse=False)}
