@@ -2,6 +2,7 @@
 ONNX's optional packages (the `onnx` extra) asked for by name where they are missing."""
 
 import json
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -73,6 +74,9 @@ def test_a_mismatch_beyond_the_tolerance_writes_nothing(mnist_run: Path, tmp_pat
     assert main([f"ckpt_path={mnist_run}", f"output={output}", "tolerance=1e-12"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: The onnx export differs from the PyTorch model") and "nothing was written" in err
+    # The yardstick: PyTorch's own float32 rounding, a small positive number, named in the message.
+    yardstick = float(re.search(r"float32 outputs differ from float64 by up to (\S+):", err).group(1))
+    assert 0 < yardstick < 1e-4
     assert not output.exists()
 
 
@@ -81,6 +85,9 @@ def test_a_mismatch_beyond_the_tolerance_writes_nothing(mnist_run: Path, tmp_pat
     [
         (["format=tflite"], "format='tflite' is not known; choose one of onnx, torchscript"),
         (["check_digits=0"], "check_digits=0 is not allowed"),
+        (["tolerance=-0.001"], "tolerance=-0.001 is not allowed: give a number >= 0"),
+        (["tolerance=small"], "tolerance='small' is not allowed: give a number >= 0"),
+        (["tolerance=nan"], "tolerance=nan is not allowed: give a number >= 0"),
     ],
 )
 def test_bad_options_are_one_clear_error(tmp_path: Path, capsys, args, expected):
