@@ -258,11 +258,18 @@ def test_a_resumed_job_takes_its_earlier_epochs_from_the_dir_it_resumed(tmp_path
     jobs = {job.num: job for job in load_jobs(sweep)}
     assert jobs[1].val_acc == pytest.approx([0.93, 0.94, 0.95, 0.97, 0.99])
     assert jobs[0].identity == jobs[1].identity  # ckpt_path is not part of what a job runs
-    # the sweep dir copied elsewhere (an archive of its runs): the resumed dir is found by its name
+    # the sweep dir copied elsewhere (an archive of its runs, the original still there), then moved:
+    # the resumed dir is found by its name among the copy's jobs
     copied = shutil.copytree(sweep, tmp_path / "elsewhere" / "sweep")
+    archived = {job.num: job for job in load_jobs(copied)}
+    assert archived[1].val_acc == pytest.approx([0.93, 0.94, 0.95, 0.97, 0.99])
+    assert archived[1].val_by_epoch[0] == pytest.approx(0.93)
     shutil.rmtree(sweep)
     moved = {job.num: job for job in load_jobs(copied)}
     assert moved[1].val_acc == pytest.approx([0.93, 0.94, 0.95, 0.97, 0.99])
+    # a sibling of the same name that is another configuration is not the dir it resumed
+    (copied / killed.name / ".hydra" / "overrides.yaml").write_text("- seed=0\n- activation=relu\n")
+    assert {job.num: job for job in load_jobs(copied)}[1].val_acc == []
 
 
 def test_fair_sweep_chooses_on_two_selection_seeds_and_reports_five_others():

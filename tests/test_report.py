@@ -135,6 +135,24 @@ def test_partial_sweep_lists_failed_unfinished_and_unstarted_jobs(tmp_path):
     assert effects["optimizer"]["pairs"] == "2"
 
 
+def test_a_job_stopped_and_run_again_in_a_later_dir_counts_once(tmp_path):
+    """A plain grid resumed: job 5 stopped midway, the resumed sweep ran it again as job 8."""
+    sweep = write_sweep(tmp_path / "sweep", unfinished=(5,))
+    stopped = next(sweep.glob("5_*"))
+    again = write_job(sweep, 8, "relu", "sgd", "1")
+    with (again / ".hydra" / "overrides.yaml").open("a") as f:
+        f.write(f"- ckpt_path='{stopped}'\n")
+    record = json.loads((again / "metrics.json").read_text())
+    record["metrics"]["fit_seconds"] = 3.0  # it timed only the epochs after the checkpoint
+    (again / "metrics.json").write_text(json.dumps(record))
+    markdown = write_report(sweep, tmp_path / "out")
+    assert "9 job dirs of 8 jobs in the sweep; 8 finished, 0 failed, 1 stopped and run again in a later dir" in markdown
+    assert f"| {stopped.name} | stopped; run again in {again.name} |" in markdown
+    rows = {(r["activation"], r["optimizer"]): r for r in read_csv(tmp_path / "out" / "configurations.csv")}
+    assert rows["relu", "sgd"]["runs"] == "2/2" and float(rows["relu", "sgd"]["test_error_mean"]) == pytest.approx(8.0)
+    assert float(rows["relu", "sgd"]["fit_seconds_mean"]) == pytest.approx(12.0)  # the resumed run's 3 s left out
+
+
 def test_plots_are_png_images(tmp_path):
     write_report(write_sweep(tmp_path / "sweep"), tmp_path / "out")
     for name in ("val_acc.png", "effects.png", "budget.png", "interactions.png"):

@@ -59,6 +59,7 @@ def _epochs_to(runs: list[Job], threshold: float) -> str:
 def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
     """One row per configuration, best mean test accuracy first (tuned: at the chosen learning rate)."""
     chosen = {sweep.key(t.config): t.selection for t in sweep.tuned}
+    reruns = _reruns(sweep.jobs)  # a dir stopped midway and run again later is one run, not two
     rows = []
     for values, group in sweep.groups.items():
         scored = [(j, acc) for j in group if (acc := j.metric("test/acc")) is not None]  # finite test accuracy
@@ -68,7 +69,7 @@ def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
             selection = chosen[values]
             row["chosen_lr"] = selection.chosen if selection.chosen is not None else selection.status
             row["chosen_at_edge"] = selection.at_edge
-        row["runs"] = f"{len(done)}/{len(group)}"
+        row["runs"] = f"{len(done)}/{len([j for j in group if j.path not in reruns])}"
         if done:
             accuracies = [100 * acc for _, acc in scored]
             acc = stats.t_interval(accuracies)
@@ -81,7 +82,10 @@ def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
                 test_error_last_epoch_mean=_mean_or_blank([_last_epoch_error(j) for j in done], scale=1),
                 **{f"epochs_to_{round(t * 100)}": _epochs_to(done, t) for t in THRESHOLDS},
                 epochs=round(statistics.fmean(j.metrics["epochs"] for j in done), 1),
-                fit_seconds_mean=round(statistics.fmean(j.metrics["fit_seconds"] for j in done), 1),
+                # a run resumed from a checkpoint timed only what it trained after it
+                fit_seconds_mean=_mean_or_blank(
+                    [j.metrics["fit_seconds"] for j in done if "ckpt_path" not in j.overrides], scale=1, digits=1
+                ),
             )
         rows.append(row)
     if sweep.tuned:  # configurations without a choice (all candidates failed, or pending) are rows too
@@ -94,9 +98,9 @@ def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: -r.get("test_acc_mean", -1.0))
 
 
-def _mean_or_blank(values: list[float | None], scale: float = 100) -> float | str:
+def _mean_or_blank(values: list[float | None], scale: float = 100, digits: int = 3) -> float | str:
     known = [v for v in values if v is not None]
-    return round(scale * statistics.fmean(known), 3) if known else ""
+    return round(scale * statistics.fmean(known), digits) if known else ""
 
 
 def _test_error(job: Job) -> float | None:

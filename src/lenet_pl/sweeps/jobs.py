@@ -215,7 +215,8 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
 
     A job that resumed another (its overrides name the other's dir as ckpt_path) logged only the
     epochs after the checkpoint: the earlier epochs are taken from the dir it resumed, found by its
-    path or, in a sweep dir that has since been copied or moved, by its name among the sweep's jobs.
+    path or, in a sweep dir that has since been copied or moved, by its name among the sweep's jobs
+    (a job of the same configuration and seed).
     """
     if not sweep_dir.is_dir():
         raise UserError(f"{sweep_dir} is not a folder. Give a sweep dir, e.g. outputs/multirun/<date>/<time>.")
@@ -240,7 +241,10 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
         earlier = None
         if resumed:
             path = Path(resumed)
-            earlier = by_dir.get(path.resolve()) or (None if path.exists() else by_name.get(path.name))
+            earlier = by_dir.get(path.resolve())
+            sibling = by_name.get(path.name)
+            if earlier is None and sibling is not None and sibling.identity == job.identity:
+                earlier = sibling  # the sweep dir was copied or moved (the original may still exist elsewhere)
         if earlier is not None and earlier is not job:
             job.val_by_epoch = earlier.val_by_epoch | job.val_by_epoch
     return sorted(jobs, key=lambda job: job.num)
