@@ -14,9 +14,10 @@ from scipy import stats as scipy_stats
 
 from conftest import REPO, run_in_process
 from lenet_pl.per_digit import TEST_PREDICTIONS, write_test_predictions
-from lenet_pl.report import main, write_report
+from lenet_pl.report import _per_pass_curves, main, write_report
 from lenet_pl.sweeps import stats
 from lenet_pl.sweeps.factorial import analyse
+from lenet_pl.sweeps.jobs import Job
 from lenet_pl.sweeps.mcnemar import mcnemar_table
 from lenet_pl.sweeps.report_format import p_text
 
@@ -555,3 +556,24 @@ def test_without_last_epoch_evaluations_the_report_has_no_such_column(tmp_path):
     markdown = write_report(write_sweep(tmp_path / "sweep"), tmp_path / "out")
     assert "test error %, last epoch" not in markdown and "test error (last epoch)" not in markdown
     assert read_csv(tmp_path / "out" / "configurations.csv")[0]["test_error_last_epoch_mean"] == ""
+
+
+def test_error_per_pass_curves_are_runs_up_to_ten_then_configuration_means():
+    def job(num: int, seed: int, error: float, passes: int = 3) -> Job:
+        rows = [{"pass": p, "train_error": error / p, "test_error": 2 * error / p} for p in range(1, passes + 1)]
+        return Job(Path(f"{num}_run"), num, {"seed": str(seed)}, {}, None, per_pass=rows)
+
+    # 4 configurations x 3 seeds = 12 runs: one curve per configuration, the mean of its runs per pass
+    series = [(f"config{c}", [job(3 * c + s, s, 0.01 * (c + 1) + 0.003 * s) for s in range(3)]) for c in range(4)]
+    curves = _per_pass_curves(series)
+    assert list(curves) == [f"config{c} (mean of 3)" for c in range(4)]
+    assert curves["config1 (mean of 3)"][1] == pytest.approx({"pass": 2, "train_error": 0.0115, "test_error": 0.023})
+    # a run stopped and continued elsewhere is left out; a shorter run limits its configuration to its passes
+    series[0][1][0] = job(0, 0, 0.01, passes=2)
+    curves = _per_pass_curves(series, superseded=[Path("1_run")])
+    assert [r["pass"] for r in curves["config0 (mean of 2)"]] == [1, 2]
+    assert curves["config0 (mean of 2)"][0]["train_error"] == pytest.approx((0.01 + 0.016) / 2)
+    # up to 10 runs: each run, named by configuration and seed
+    few = _per_pass_curves(series[:3])
+    assert list(few)[:4] == ["config0, seed 0", "config0, seed 1", "config0, seed 2", "config1, seed 0"]
+    assert len(few) == 9 and few["config2, seed 1"] == series[2][1][1].per_pass

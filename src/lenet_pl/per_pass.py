@@ -40,7 +40,9 @@ def plot_error_per_pass(
     several = len(runs) > 1
     fig, ax = plt.subplots(figsize=(10.5 if several else 7, 4.5), dpi=120)  # several: room for the legend outside
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for (label, rows), colour in zip(runs.items(), colours, strict=False):
+    if len(runs) > len(colours):  # more runs than the default cycle has colours: 20, then repeated
+        colours = [plt.get_cmap("tab20")(i % 20) for i in range(len(runs))]
+    for (label, rows), colour in zip(runs.items(), colours, strict=False):  # enough colours for every run
         passes = [r["pass"] for r in rows]
         suffix = f" ({label})" if label else ""
         ax.plot(passes, [100 * r["train_error"] for r in rows], "--", color=colour, label=f"training error{suffix}")

@@ -29,7 +29,7 @@ import math
 import statistics
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,34 @@ def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
                     | {"chosen_lr": t.selection.status, "chosen_at_edge": False, "runs": "0/0"}
                 )
     return sorted(rows, key=lambda r: -r.get("test_acc_mean", -1.0))
+
+
+def _per_pass_curves(
+    series: list[tuple[str, list[Job]]], superseded: Iterable[Path] = (), most_runs: int = 10
+) -> dict[str, list[dict[str, float]]]:
+    """The error-per-pass curves to draw: each run (label: configuration and seed) up to `most_runs` runs,
+    else one curve per configuration, the mean over its runs of each pass they all reached. Runs in
+    `superseded` (stopped, and continued in a later dir) are left out."""
+    skip = set(superseded)
+    groups = [
+        (label, [j for j in jobs if j.per_pass and not j.damaged and j.path not in skip]) for label, jobs in series
+    ]
+    groups = [(label, jobs) for label, jobs in groups if jobs]
+    if sum(len(jobs) for _, jobs in groups) <= most_runs:
+        return {
+            f"{label}, seed {j.seed}" if j.seed is not None else f"{label}, {j.path.name}": j.per_pass
+            for label, jobs in groups
+            for j in jobs
+        }
+    curves = {}
+    for label, jobs in groups:
+        passes = sorted(set.intersection(*({r["pass"] for r in j.per_pass} for j in jobs)))
+        by_pass = [{r["pass"]: r for r in j.per_pass} for j in jobs]
+        curves[f"{label} (mean of {len(jobs)})"] = [
+            {"pass": p, **{k: statistics.fmean(rows[p][k] for rows in by_pass) for k in ("train_error", "test_error")}}
+            for p in passes
+        ]
+    return curves
 
 
 def _mean_or_blank(values: list[float | None], scale: float = 100, digits: int = 3) -> float | str:
@@ -440,7 +468,7 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
     plots = ["![validation accuracy per epoch](val_acc.png)"]
     per_pass = {j.path.name: j.per_pass for j in sweep.jobs if j.per_pass and not j.damaged}
     if per_pass:  # runs with the ErrorPerPass callback (experiment=lenet1998)
-        plot_error_per_pass(per_pass, out_dir / "error_per_pass.png")
+        plot_error_per_pass(_per_pass_curves(series, _reruns(sweep.jobs)), out_dir / "error_per_pass.png")
 
     display = []
     for row in rows:  # display forms of the CSV's numbers
