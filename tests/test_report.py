@@ -20,6 +20,7 @@ from lenet_pl.sweeps.factorial import analyse
 from lenet_pl.sweeps.jobs import Job
 from lenet_pl.sweeps.mcnemar import mcnemar_table
 from lenet_pl.sweeps.report_format import p_text
+from lenet_pl.sweeps.sweep import read_sweep
 
 # test error (%) of each (activation, optimizer, seed) run: relu lowers it by 1 point, adam by 3 (seed 1: 5)
 ERRORS = {
@@ -152,6 +153,9 @@ def test_a_job_stopped_and_run_again_in_a_later_dir_counts_once(tmp_path):
     rows = {(r["activation"], r["optimizer"]): r for r in read_csv(tmp_path / "out" / "configurations.csv")}
     assert rows["relu", "sgd"]["runs"] == "2/2" and float(rows["relu", "sgd"]["test_error_mean"]) == pytest.approx(8.0)
     assert float(rows["relu", "sgd"]["fit_seconds_mean"]) == pytest.approx(12.0)  # the resumed run's 3 s left out
+    # the stopped dir stands for nothing: its configuration's runs (the plots' too) are the later one
+    group = read_sweep(sweep).groups["relu", "sgd"]
+    assert stopped not in [j.path for j in group] and again in [j.path for j in group] and len(group) == 2
 
 
 def test_plots_are_png_images(tmp_path):
@@ -568,11 +572,11 @@ def test_error_per_pass_curves_are_runs_up_to_ten_then_configuration_means():
     curves = _per_pass_curves(series)
     assert list(curves) == [f"config{c} (mean of 3)" for c in range(4)]
     assert curves["config1 (mean of 3)"][1] == pytest.approx({"pass": 2, "train_error": 0.0115, "test_error": 0.023})
-    # a run stopped and continued elsewhere is left out; a shorter run limits its configuration to its passes
+    # a shorter run limits its configuration to the passes every run reached
     series[0][1][0] = job(0, 0, 0.01, passes=2)
-    curves = _per_pass_curves(series, superseded=[Path("1_run")])
-    assert [r["pass"] for r in curves["config0 (mean of 2)"]] == [1, 2]
-    assert curves["config0 (mean of 2)"][0]["train_error"] == pytest.approx((0.01 + 0.016) / 2)
+    curves = _per_pass_curves(series)
+    assert [r["pass"] for r in curves["config0 (mean of 3)"]] == [1, 2]
+    assert curves["config0 (mean of 3)"][0]["train_error"] == pytest.approx((0.01 + 0.013 + 0.016) / 3)
     # up to 10 runs: each run, named by configuration and seed
     few = _per_pass_curves(series[:3])
     assert list(few)[:4] == ["config0, seed 0", "config0, seed 1", "config0, seed 2", "config1, seed 0"]

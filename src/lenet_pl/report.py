@@ -29,7 +29,7 @@ import math
 import statistics
 import sys
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from lenet_pl.runtime.cli import ArgumentParser, command
 from lenet_pl.runtime.errors import RunFileError
 from lenet_pl.runtime.outputs import read_json
 from lenet_pl.sweeps import report_effects, report_paired, report_plots, stats
-from lenet_pl.sweeps.jobs import SEED, Job
+from lenet_pl.sweeps.jobs import SEED, Job, reruns
 from lenet_pl.sweeps.report_format import interval_cell, markdown_table, short, write_csv
 from lenet_pl.sweeps.sweep import Sweep, path_data, read_sweep
 
@@ -59,7 +59,6 @@ def _epochs_to(runs: list[Job], threshold: float) -> str:
 def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
     """One row per configuration, best mean test accuracy first (tuned: at the chosen learning rate)."""
     chosen = {sweep.key(t.config): t.selection for t in sweep.tuned}
-    reruns = _reruns(sweep.jobs)  # a dir stopped midway and run again later is one run, not two
     rows = []
     for values, group in sweep.groups.items():
         scored = [(j, acc) for j in group if (acc := j.metric("test/acc")) is not None]  # finite test accuracy
@@ -69,7 +68,7 @@ def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
             selection = chosen[values]
             row["chosen_lr"] = selection.chosen if selection.chosen is not None else selection.status
             row["chosen_at_edge"] = selection.at_edge
-        row["runs"] = f"{len(done)}/{len([j for j in group if j.path not in reruns])}"
+        row["runs"] = f"{len(done)}/{len(group)}"
         if done:
             accuracies = [100 * acc for _, acc in scored]
             acc = stats.t_interval(accuracies)
@@ -98,16 +97,10 @@ def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: -r.get("test_acc_mean", -1.0))
 
 
-def _per_pass_curves(
-    series: list[tuple[str, list[Job]]], superseded: Iterable[Path] = (), most_runs: int = 10
-) -> dict[str, list[dict[str, float]]]:
+def _per_pass_curves(series: list[tuple[str, list[Job]]], most_runs: int = 10) -> dict[str, list[dict[str, float]]]:
     """The error-per-pass curves to draw: each run (label: configuration and seed) up to `most_runs` runs,
-    else one curve per configuration, the mean over its runs of each pass they all reached. Runs in
-    `superseded` (stopped, and continued in a later dir) are left out."""
-    skip = set(superseded)
-    groups = [
-        (label, [j for j in jobs if j.per_pass and not j.damaged and j.path not in skip]) for label, jobs in series
-    ]
+    else one curve per configuration, the mean over its runs of each pass they all reached."""
+    groups = [(label, [j for j in jobs if j.per_pass and not j.damaged]) for label, jobs in series]
     groups = [(label, jobs) for label, jobs in groups if jobs]
     if sum(len(jobs) for _, jobs in groups) <= most_runs:
         return {
@@ -200,30 +193,13 @@ def _axes(sweep: Sweep) -> tuple[list[str], dict[str, list[str]]]:
 # Sections
 
 
-def _reruns(jobs: list[Job]) -> dict[Path, Job]:
-    """Each job stopped midway, or failed for a reason that is not a result, that a resumed sweep ran again
-    (from its checkpoint, or afresh) in a later dir: its dir -> that later job."""
-    latest = {}
-    for job in sorted(jobs, key=lambda j: j.num):
-        if job.finished or job.failure:
-            latest[job.identity] = job
-    out = {}
-    for job in jobs:
-        if job.finished or (job.failure and job.failure_is_result) or not job.overrides_known:
-            continue
-        again = latest.get(job.identity)
-        if again is not None and again.num > job.num:
-            out[job.path] = again
-    return out
-
-
 def _status(sweep: Sweep) -> str:
     jobs, expected = sweep.jobs, sweep.plan.total
     unfinished = [j for j in jobs if not j.finished]
     damaged = [j for j in unfinished if j.damaged]
     failed = [j for j in unfinished if j.failure and not j.damaged]
-    reruns = _reruns(jobs)
-    stopped = [j for j in unfinished if not (j.failure or j.damaged) and j.path in reruns]
+    again = reruns(jobs)
+    stopped = [j for j in unfinished if not (j.failure or j.damaged) and j.path in again]
     status = f"{len(jobs)} job dirs" + (f" of {expected} jobs in the sweep" if expected is not None else "")
     status += (
         f"; {len(jobs) - len(unfinished)} finished, {len(failed)} failed, "
@@ -412,7 +388,7 @@ def unfinished_section(jobs: list[Job]) -> list[str]:
     parts = ["## Runs without results (no metrics.json, no finite test accuracy in it, or a damaged file)"]
     if not unfinished:
         return [*parts, "None."]
-    reruns = _reruns(jobs)
+    run_again = reruns(jobs)
     rows = []
     for j in unfinished:
         if j.damaged:
@@ -421,7 +397,7 @@ def unfinished_section(jobs: list[Job]) -> list[str]:
             status = "finished without a finite test accuracy"
         else:
             status = f"failed: {j.failure}" if j.failure else "running, or stopped without a record"
-        if (again := reruns.get(j.path)) is not None:
+        if (again := run_again.get(j.path)) is not None:
             status = f"{'stopped' if not (j.failure or j.damaged) else status}; run again in {again.path.name}"
         rows.append(
             {
@@ -468,7 +444,7 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
     plots = ["![validation accuracy per epoch](val_acc.png)"]
     per_pass = {j.path.name: j.per_pass for j in sweep.jobs if j.per_pass and not j.damaged}
     if per_pass:  # runs with the ErrorPerPass callback (experiment=lenet1998)
-        plot_error_per_pass(_per_pass_curves(series, _reruns(sweep.jobs)), out_dir / "error_per_pass.png")
+        plot_error_per_pass(_per_pass_curves(series), out_dir / "error_per_pass.png")
 
     display = []
     for row in rows:  # display forms of the CSV's numbers

@@ -250,6 +250,23 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
     return sorted(jobs, key=lambda job: job.num)
 
 
+def reruns(jobs: list[Job]) -> dict[Path, Job]:
+    """Each job stopped midway, or failed for a reason that is not a result, that a resumed sweep ran again
+    (from its checkpoint, or afresh) in a later dir: its dir -> that later job."""
+    latest = {}
+    for job in sorted(jobs, key=lambda j: j.num):
+        if job.finished or job.failure:
+            latest[job.identity] = job
+    out = {}
+    for job in jobs:
+        if job.finished or (job.failure and job.failure_is_result) or not job.overrides_known:
+            continue
+        again = latest.get(job.identity)
+        if again is not None and again.num > job.num:
+            out[job.path] = again
+    return out
+
+
 def _hydra_mode(job_dir: Path) -> str | None:
     """RUN or MULTIRUN, as the job's .hydra/hydra.yaml records how it was started (None without the file)."""
     try:

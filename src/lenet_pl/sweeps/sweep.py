@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lenet_pl.sweeps import stats
-from lenet_pl.sweeps.jobs import DEFAULT, NOT_PART_OF_THE_RUN, SEED, Job, load_jobs
+from lenet_pl.sweeps.jobs import DEFAULT, NOT_PART_OF_THE_RUN, SEED, Job, load_jobs, reruns
 from lenet_pl.sweeps.plan import Plan, Tuned, sweep_plan, tuned_configurations
 
 
@@ -67,9 +67,11 @@ def read_sweep(sweep_dir: Path) -> Sweep:
         sweep.tuned = tuned_configurations(jobs, plan)
         for t in sweep.tuned:
             sweep.groups.setdefault(sweep.key(t.config), []).extend(t.final)
-    else:
+    else:  # a job stopped midway and run again in a later dir is that later job (as `t.final` keeps the latest)
+        again = reruns(jobs)
         for job in placed:
-            sweep.groups.setdefault(sweep.key(job.overrides), []).append(job)
+            if job.path not in again:
+                sweep.groups.setdefault(sweep.key(job.overrides), []).append(job)
     return sweep
 
 
