@@ -316,6 +316,10 @@ def test_the_half_energy_halves_gradient_and_curvature_so_mu_guards_twice_as_muc
     for bad in (0, -0.5, True, "half"):
         with pytest.raises(ConfigError, match=f"loss.scale={bad!r}"):
             RBFMAPLoss(scale=bad)
+    for bad in (float("nan"), float("inf"), True, "abc"):  # j is used only in the first forward pass
+        with pytest.raises(ConfigError, match=r"loss.j=.* is not allowed: it must be a finite number"):
+            RBFMAPLoss(j=bad)
+    assert RBFMAPLoss(j=-1.0).j == -1.0  # any finite rubbish-class level is a valid criterion
 
 
 def test_distortions_move_ink_differently_per_image_and_keep_dtype_and_shape():

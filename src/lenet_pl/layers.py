@@ -4,6 +4,7 @@ Pooling layers are built as `pooling(channels)` so that a part with per-map para
 (the 1998 subsampling layer) fits the same slot as parameter-free pooling.
 """
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -239,6 +240,8 @@ class RBFMAPLoss(nn.Module):
         super().__init__()
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
             raise ConfigError(f"loss.scale={scale!r} is not allowed: it must be a positive number (paper: 1).")
+        if isinstance(j, bool) or not isinstance(j, int | float) or not math.isfinite(j):
+            raise ConfigError(f"loss.j={j!r} is not allowed: it must be a finite number (paper: 0.1).")
         self.j, self.scale = j, scale
 
     def forward(self, outputs: Tensor, target: Tensor) -> Tensor:
