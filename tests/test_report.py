@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib.image
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
@@ -15,7 +16,7 @@ from scipy import stats as scipy_stats
 from conftest import REPO, run_in_process
 from lenet_pl.per_digit import TEST_PREDICTIONS, write_test_predictions
 from lenet_pl.report import _per_pass_curves, main, write_report
-from lenet_pl.sweeps import stats
+from lenet_pl.sweeps import report_plots, stats
 from lenet_pl.sweeps.factorial import analyse
 from lenet_pl.sweeps.jobs import Job
 from lenet_pl.sweeps.mcnemar import mcnemar_table
@@ -35,7 +36,15 @@ ERRORS = {
 }
 
 
-def write_job(sweep: Path, num: int, activation: str, optimizer: str, seed: str, finished: bool = True) -> Path:
+def write_job(
+    sweep: Path,
+    num: int,
+    activation: str,
+    optimizer: str,
+    seed: str,
+    finished: bool = True,
+    val_acc: list[float] | None = None,
+) -> Path:
     """A job dir as train.py leaves it: overrides, per-epoch CSV, and metrics.json once finished."""
     job = sweep / f"{num}_activation={activation},optimizer={optimizer},seed={seed}"
     (job / ".hydra").mkdir(parents=True)
@@ -43,7 +52,7 @@ def write_job(sweep: Path, num: int, activation: str, optimizer: str, seed: str,
     (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     error = ERRORS[activation, optimizer, seed]
     # validation accuracy climbs to the final accuracy over 4 epochs
-    val_acc = [0.95, 0.975, 0.985, 1 - error / 100 + 0.001]
+    val_acc = val_acc or [0.95, 0.975, 0.985, 1 - error / 100 + 0.001]
     (job / "csv").mkdir()
     with (job / "csv" / "metrics.csv").open("w", newline="") as f:
         writer = csv.writer(f)
@@ -165,6 +174,35 @@ def test_plots_are_png_images(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         height, width, _ = matplotlib.image.imread(path).shape
         assert height > 200 and width > 400
+
+
+def test_epochs_to_and_the_zoom_follow_the_accuracy_a_data_set_reaches(tmp_path, monkeypatch):
+    # Fashion-MNIST-like: nothing reaches 98%; the best configuration (relu/adam) ends at 91.2% on average.
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      activation: tanh,relu\n      seed: 0,1\n"
+        "  overrides:\n    task: [sweep=ablation, optimizer=adam]\n"
+    )
+    finals = {"tanh": (0.880, 0.890), "relu": (0.908, 0.916)}
+    for num, (activation, seed) in enumerate(itertools.product(["tanh", "relu"], ["0", "1"])):
+        final = finals[activation][int(seed)]
+        write_job(sweep, num, activation, "adam", seed, val_acc=[0.80, 0.86, 0.905 if final > 0.9 else 0.87, final])
+    limits = {}
+
+    def keep_zoom(fig, path):
+        if path.name == "val_acc.png":
+            limits[path.name] = (fig.axes[1].get_ylim(), fig.axes[1].get_title())
+        plt.close(fig)
+
+    monkeypatch.setattr(report_plots, "_save", keep_zoom)
+    markdown = write_report(sweep, tmp_path / "out")
+    rows = {r["activation"]: r for r in read_csv(tmp_path / "out" / "configurations.csv")}
+    # round(91.2) = 91: the levels are 90% and 91%
+    assert (rows["relu"]["epochs_to_90"], rows["relu"]["epochs_to_91"]) == ("3.0", "4.0 (1/2)")
+    assert (rows["tanh"]["epochs_to_90"], rows["tanh"]["epochs_to_91"]) == ("-", "-")
+    assert "epochs_to_98" not in rows["relu"] and "epochs to 91% val" in markdown
+    assert limits["val_acc.png"] == ((89.0, 92.0), "zoom: 89-92%")  # the best mean curve peaks at 91.2%
 
 
 def test_cli_prints_the_report_and_writes_it_under_the_sweep(tmp_path, capsys):

@@ -3,6 +3,7 @@
 Lower test error is better everywhere: improvements are green, deteriorations red.
 """
 
+import math
 import statistics
 import textwrap
 from collections.abc import Sequence
@@ -72,17 +73,22 @@ def plot_val_acc(series: list[tuple[str, list[Job]]], legend_title: str, path: P
     """Validation accuracy per epoch, averaged over seeds, one line per configuration (all runs with a CSV)."""
     fig, panels = plt.subplots(1, 2, figsize=(14, 6), sharex=True)
     colors = plt.get_cmap("tab20")
+    top = 0.0
     for i, (label, jobs) in enumerate(series):
         runs = [j for j in jobs if j.val_acc]
         n_epochs = max((len(j.val_acc) for j in runs), default=0)
         epochs = list(range(1, n_epochs + 1))
         mean = [100 * statistics.fmean(j.val_acc[e - 1] for j in runs if len(j.val_acc) >= e) for e in epochs]
         color = colors((2 * i) % 20 + (2 * i // 20) % 2)  # dark hues first, so neighbours in the ranking differ
+        top = max([top, *mean])
         for panel in panels:
             panel.plot(epochs, mean, marker="o", markersize=3, color=color, label=label)
+    # The zoom shows the 3 points below the whole percentage above the best curve (MNIST: 97-100%,
+    # Fashion-MNIST: 89-92%), where the configurations differ.
+    high = min(math.floor(top) + 1, 100) if top > 0 else 100
     panels[0].set_title("validation accuracy per epoch (mean over seeds)")
-    panels[1].set_title("zoom: 97-100%")
-    panels[1].set_ylim(97, 100)
+    panels[1].set_title(f"zoom: {high - 3}-{high}%")
+    panels[1].set_ylim(high - 3, high)
     for panel in panels:
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
         panel.set_xlabel("epoch")
