@@ -10,7 +10,7 @@ from torchvision.datasets import MNIST, FashionMNIST
 
 from conftest import IDX_NAMES, REPO, SHARED_MNIST, run_in_process, synthetic_digits, write_dataset, write_idx
 from lenet_pl import data
-from lenet_pl.data import MNISTDataModule, TensorBatches, ensure_downloaded
+from lenet_pl.data import MNISTDataModule, TensorBatches, class_names, ensure_downloaded
 from lenet_pl.runtime.errors import ConfigError, DataError
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # apt-get install dataset-fashion-mnist
@@ -96,6 +96,14 @@ def test_fashion_mnist_reads_its_own_folder(tmp_path):
     dm.prepare_data()
     dm.setup()
     assert len(dm.splits["train"][1]) == 250 and len(dm.splits["test"][1]) == 50
+    assert dm.classes[0] == "T-shirt/top" and dm.classes[9] == "Ankle boot" and len(dm.classes) == 10
+
+
+def test_class_names_are_mnists_digits_and_the_labels_where_a_data_set_has_none():
+    assert MNISTDataModule(root="unused").classes == [str(d) for d in range(10)]
+    assert class_names("fashion_mnist", 10)[6] == "Shirt"
+    assert class_names("fashion_mnist", 12) == [str(c) for c in range(12)]  # a head wider than the names
+    assert class_names("mnist", 3) == ["0", "1", "2"] and class_names("other", 2) == ["0", "1"]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,10 @@ import pytest
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torchvision.datasets import FashionMNIST
 
+from conftest import run_in_process, tiny_args, write_dataset
+from lenet_pl.callbacks import confusion_matrix_image
 from lenet_pl.evaluate import main
 
 
@@ -43,12 +46,41 @@ def test_evaluate_reproduces_the_runs_test_metrics_and_writes_its_report(mnist_r
             assert image.format == "PNG" and min(image.size) > 100
     printed = capsys.readouterr().out
     assert f"{report['test/acc']:.2%}" in printed and "confusion matrix" in printed
+    assert report["classes"] == [str(d) for d in range(10)] and "10,000 images of mnist" in printed
 
     events = EventAccumulator(str(mnist_run), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     assert {"evaluate/confusion_matrix", "evaluate/most_confident_errors"} <= set(events.Tags()["images"])
     [acc] = events.Scalars("evaluate/test_acc")
     assert acc.value == pytest.approx(report["test/acc"], abs=1e-6) and acc.step == report["global_step"]
+
+
+def test_a_fashion_mnist_run_is_evaluated_and_pictured_with_its_class_names(tmp_path: Path, capsys):
+    root = write_dataset(tmp_path / "data", folder_name="FashionMNIST")
+    run_dir = tmp_path / "run"
+    overrides = ("data=fashion_mnist", "optimizer.lr=1e-5", "trainer.max_epochs=1")  # a model with mistakes
+    result = run_in_process("lenet_pl.train", *tiny_args(root, run_dir, *overrides), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert main([f"ckpt_path={run_dir}", "worst=4", f"output={tmp_path / 'out'}"]) == 0
+    report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert report["classes"] == FashionMNIST.classes and report["classes"][6] == "Shirt"
+    printed = capsys.readouterr().out
+    assert "300 images of fashion_mnist" in printed
+    table = printed.split("confusion matrix")[0]
+    assert "9 Ankle boot" in table and "6 Shirt" in table
+    [first, *_] = report["most_confident_errors"]
+    names = report["classes"]
+    assert f"{names[first['predicted']]}" in printed and f"(true {names[first['true']]})" in printed
+    # the rows' names widen the picture's margin; MNIST's labels are their own names and keep it narrow
+    matrix = torch.tensor(report["confusion_matrix"])
+    assert confusion_matrix_image(matrix, names=names).shape[2] > confusion_matrix_image(matrix).shape[2]
+    digits = [str(d) for d in range(10)]
+    assert torch.equal(confusion_matrix_image(matrix, names=digits), confusion_matrix_image(matrix))
+    # training's own pictures name the classes too: the test confusion matrix is the wider one
+    logged = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    logged.Reload()
+    [picture] = logged.Images("test/confusion_matrix")
+    assert picture.width == confusion_matrix_image(matrix, names=names).shape[2]
 
 
 def test_evaluate_rebuilds_the_1998_model_from_its_checkpoint_alone(rbf_run: Path, tmp_path: Path, capsys):

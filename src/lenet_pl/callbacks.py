@@ -11,6 +11,7 @@ draws it) half a second every few epochs. The picture helpers are shared with `l
 
 import logging
 import warnings
+from collections.abc import Callable
 
 import lightning as L
 import numpy as np
@@ -49,9 +50,17 @@ def labelled_grid(images: Tensor, labels: list[str], columns: int = 8, scale: in
     return make_grid(torch.stack(tiles)[:, None], nrow=columns, padding=4, pad_value=255)
 
 
-def confusion_matrix_image(matrix: Tensor, title: str = "confusion matrix", cell: int = 40) -> Tensor:
-    """Counts of (true class: rows, predicted class: columns) as a uint8 (3, H, W) heat map, numbers written in."""
-    n, margin, top = len(matrix), 28, 44
+def confusion_matrix_image(
+    matrix: Tensor, title: str = "confusion matrix", cell: int = 40, names: list[str] | None = None
+) -> Tensor:
+    """Counts of (true class: rows, predicted class: columns) as a uint8 (3, H, W) heat map, numbers written in.
+
+    Rows are labelled with the class and its name where `names` differ from the labels (Fashion-MNIST's
+    "6 Shirt"); columns with the class alone, which is all a cell's width holds.
+    """
+    n, top = len(matrix), 44
+    rows = [str(i) if names is None or names[i] == str(i) else f"{i} {names[i]}" for i in range(n)]
+    margin = max(28, 8 + 6 * max(len(r) for r in rows) + 6)  # PIL's default font: 6 px a character
     image = Image.new("RGB", (margin + n * cell + 8, top + n * cell + 8), "white")
     draw = ImageDraw.Draw(image)
     draw.text((margin, 2), title, fill="black")
@@ -60,7 +69,7 @@ def confusion_matrix_image(matrix: Tensor, title: str = "confusion matrix", cell
     peak = max(matrix.max().item(), 1)
     for i in range(n):
         draw.text((margin + i * cell + cell // 2 - 3, top - 14), str(i), fill="black")
-        draw.text((8, top + i * cell + cell // 2 - 6), str(i), fill="black")
+        draw.text((8, top + i * cell + cell // 2 - 6), rows[i], fill="black")
     for true, row in enumerate(matrix.tolist()):
         for pred, count in enumerate(row):
             shade = (count / peak) ** 0.5  # white -> dark blue; the root keeps a few mistakes visible
@@ -72,6 +81,12 @@ def confusion_matrix_image(matrix: Tensor, title: str = "confusion matrix", cell
                 (x + cell // 2 - 3 * len(text), y + cell // 2 - 6), text, fill="white" if shade > 0.5 else "black"
             )
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)
+
+
+def _class_namer(trainer: L.Trainer) -> Callable[[int], str]:
+    """Label -> its name in the data module's `classes` (Fashion-MNIST's "Shirt"); the label itself where none."""
+    names = list(getattr(trainer.datamodule, "classes", None) or [])
+    return lambda label: names[label] if 0 <= label < len(names) else str(label)
 
 
 def _writer(trainer: L.Trainer) -> SummaryWriter | None:
@@ -145,7 +160,8 @@ class WeightHistograms(L.Callback):
 class MisclassifiedDigits(L.Callback):
     """Every `every_n_epochs` epochs (and at the last one), shows up to `count` wrong validation digits.
 
-    Each is titled 'predicted (true label)'. Predictions come from an extra forward pass over
+    Each is titled 'predicted (true label)', by name where the data module names its classes
+    (Fashion-MNIST's 'Shirt (true Coat)'). Predictions come from an extra forward pass over
     validation batches until `count` mistakes are found, so a good model costs a few batches.
     """
 
@@ -171,7 +187,11 @@ class MisclassifiedDigits(L.Callback):
         predicted = pl_module(x).argmax(dim=1)
         wrong = (predicted != y).nonzero().flatten()[: self.count - len(self.images)]
         self.images.extend(x[wrong].cpu())
-        self.titles.extend(f"{p} (true {t})" for p, t in zip(predicted[wrong].tolist(), y[wrong].tolist(), strict=True))
+        name = _class_namer(trainer)
+        self.titles.extend(
+            f"{name(p)}\n(true {name(t)})" if name(p) != str(p) else f"{p} (true {t})"
+            for p, t in zip(predicted[wrong].tolist(), y[wrong].tolist(), strict=True)
+        )
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = _writer(trainer)
@@ -205,7 +225,9 @@ class ConfusionMatrix(L.Callback):
         matrix = self.matrix.compute()  # on every process: under DDP this sums the processes' counts
         writer = _writer(trainer)
         if writer is not None:
-            writer.add_image("test/confusion_matrix", confusion_matrix_image(matrix), trainer.global_step)
+            name = _class_namer(trainer)
+            image = confusion_matrix_image(matrix, names=[name(c) for c in range(len(matrix))])
+            writer.add_image("test/confusion_matrix", image, trainer.global_step)
 
 
 class InsideView(L.Callback):

@@ -29,6 +29,17 @@ from lenet_pl.runtime.errors import ConfigError, DataError
 log = logging.getLogger("lenet_pl")
 
 DATASETS: dict[str, type[MNIST]] = {"mnist": MNIST, "fashion_mnist": FashionMNIST}
+# What each label means, as evaluation tables and pictures name it: MNIST's labels are their digits,
+# Fashion-MNIST's the names torchvision gives (0: T-shirt/top ... 9: Ankle boot).
+CLASS_NAMES: dict[str, list[str]] = {"mnist": [str(d) for d in range(10)], "fashion_mnist": list(FashionMNIST.classes)}
+
+
+def class_names(dataset: str, num_classes: int) -> list[str]:
+    """The names of `dataset`'s labels 0..num_classes-1; the labels themselves for a data set without names."""
+    names = CLASS_NAMES.get(dataset, [])
+    return names[:num_classes] if len(names) >= num_classes else [str(c) for c in range(num_classes)]
+
+
 IMAGE_SIZE = 28  # side of every MNIST-family image
 
 
@@ -458,7 +469,7 @@ class MNISTDataModule(L.LightningDataModule):
             raise ConfigError(f"data.std={std!r} is not allowed: it must be positive.")
         if not isinstance(verify, bool):
             raise ConfigError(f"data.verify={verify!r} is not allowed: it must be true or false.")
-        self.dataset = DATASETS[dataset]
+        self.dataset, self.dataset_name = DATASETS[dataset], dataset
         self.root = root
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
@@ -502,6 +513,11 @@ class MNISTDataModule(L.LightningDataModule):
         else:
             self.splits["train"] = images, labels
         self.splits["test"] = load_split(self.dataset, self.root, train=False, verify=self.verify)
+
+    @property
+    def classes(self) -> list[str]:
+        """The names of the labels 0-9 (digits for MNIST, kinds of clothing for Fashion-MNIST)."""
+        return class_names(self.dataset_name, 10)
 
     @property
     def has_validation(self) -> bool:

@@ -4,7 +4,8 @@ python -m lenet_pl.evaluate ckpt_path=outputs/2026-01-31/12-00-00        # the r
 python -m lenet_pl.evaluate ckpt_path=run/checkpoints/last.ckpt data.root=/data/mnist
 
 Reports test loss and accuracy (computed as training's test step does), per-class precision and
-recall, the confusion matrix and the most confidently wrong digits. Writes evaluation.json,
+recall, the confusion matrix and the most confidently wrong images, each class by its name
+(Fashion-MNIST's "Shirt", MNIST's digit). Writes evaluation.json,
 confusion_matrix.png and most_confident_errors.png to <run dir>/evaluation/<checkpoint>/ (or
 `output=`), and the same under the `evaluate/` tags of the run's TensorBoard.
 """
@@ -26,6 +27,7 @@ from torchmetrics.functional.classification import (
 )
 
 from lenet_pl.callbacks import confusion_matrix_image, labelled_grid
+from lenet_pl.data import class_names
 from lenet_pl.runtime.cli import config_command
 from lenet_pl.runtime.errors import UserError
 from lenet_pl.runtime.trained import load_run
@@ -72,7 +74,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "checkpoint": str(run.ckpt_path),
         "global_step": run.global_step,
         "dataset": run.config.data.dataset,
-        "test_digits": len(labels),
+        "test_digits": len(labels),  # the number of test images, digits or not (the key is kept for older readers)
+        "classes": class_names(run.config.data.dataset, num_classes),
         "test/loss": loss_sum / len(labels),
         "test/acc": multiclass_accuracy(predicted, labels, num_classes, average="micro").item(),
         "per_class": {
@@ -97,10 +100,14 @@ def write_report(report: dict[str, Any], worst_images: torch.Tensor, run_dir: Pa
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
     matrix = torch.tensor(report["confusion_matrix"])
-    confusion = confusion_matrix_image(matrix, title=f"test set, accuracy {report['test/acc']:.2%}")
+    names = report["classes"]
+    confusion = confusion_matrix_image(matrix, title=f"test set, accuracy {report['test/acc']:.2%}", names=names)
     errors = labelled_grid(
         worst_images.unsqueeze(1),
-        [f"{e['predicted']} (true {e['true']})\n{e['confidence']:.1%}" for e in report["most_confident_errors"]],
+        [
+            f"{names[e['predicted']]}\n(true {names[e['true']]})\n{e['confidence']:.1%}"
+            for e in report["most_confident_errors"]
+        ],
     )
     for name, image in (("confusion_matrix", confusion), ("most_confident_errors", errors)):
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(output_dir / f"{name}.png")
@@ -114,29 +121,41 @@ def write_report(report: dict[str, Any], worst_images: torch.Tensor, run_dir: Pa
         writer.add_image("evaluate/most_confident_errors", errors, step)
 
 
+def _row_labels(report: dict[str, Any]) -> list[str]:
+    """Each class as a table row names it: the label, and its name where that is not the label itself."""
+    return [name if name == str(c) else f"{c} {name}" for c, name in enumerate(report["classes"])]
+
+
 def per_class_table(report: dict[str, Any], markdown: bool = False) -> str:
     per_class = report["per_class"]
-    rows = zip(per_class["precision"], per_class["recall"], per_class["support"], strict=True)
+    columns = (_row_labels(report), per_class["precision"], per_class["recall"], per_class["support"])
+    rows = list(zip(*columns, strict=True))
     if markdown:
         lines = ["| class | precision | recall | support |", "|---|---|---|---|"]
-        lines += [f"| {c} | {p:.4f} | {r:.4f} | {s} |" for c, (p, r, s) in enumerate(rows)]
+        lines += [f"| {c} | {p:.4f} | {r:.4f} | {s} |" for c, p, r, s in rows]
     else:
-        lines = [f"{'class':>5}  {'precision':>9}  {'recall':>7}  {'support':>7}"]
-        lines += [f"{c:>5}  {p:>9.4f}  {r:>7.4f}  {s:>7}" for c, (p, r, s) in enumerate(rows)]
+        width = max(len("class"), *(len(c) for c, *_ in rows))
+        lines = [f"{'class':<{width}}  {'precision':>9}  {'recall':>7}  {'support':>7}"]
+        lines += [f"{c:<{width}}  {p:>9.4f}  {r:>7.4f}  {s:>7}" for c, p, r, s in rows]
     return "\n".join(lines)
 
 
 def print_report(report: dict[str, Any]) -> None:
     print(f"checkpoint: {report['checkpoint']} (step {report['global_step']})")
-    print(f"test set:   {report['test_digits']:,} digits of {report['dataset']}")
+    print(f"test set:   {report['test_digits']:,} images of {report['dataset']}")
     print(f"accuracy:   {report['test/acc']:.2%}   loss: {report['test/loss']:.4f}\n")
     print(per_class_table(report))
+    labels, names = _row_labels(report), report["classes"]
+    width = max(5, *(len(label) for label in labels))
     print("\nconfusion matrix (rows: true class, columns: predicted)")
-    for true, row in enumerate(report["confusion_matrix"]):
-        print(f"{true:>5}  " + " ".join(f"{count:>5}" for count in row))
+    print(" " * width + "  " + " ".join(f"{c:>5}" for c in range(len(labels))))
+    for label, row in zip(labels, report["confusion_matrix"], strict=True):
+        print(f"{label:<{width}}  " + " ".join(f"{count:>5}" for count in row))
     print("\nmost confidently wrong (test index: predicted, true, confidence)")
+    longest = max(len(name) for name in names)
     for e in report["most_confident_errors"]:
-        print(f"  #{e['index']:<5}  {e['predicted']}  (true {e['true']})  {e['confidence']:.1%}")
+        predicted, true = names[e["predicted"]], f"(true {names[e['true']]})"
+        print(f"  #{e['index']:<5}  {predicted:<{longest}}  {true:<{longest + 7}}  {e['confidence']:.1%}")
 
 
 def run(cfg: DictConfig) -> int:
