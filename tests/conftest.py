@@ -225,6 +225,19 @@ def rbf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def fashion_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run dir of a LeNet-5 trained for one epoch at a tiny rate on synthetic images in Fashion-MNIST's
+    place (data=fashion_mnist): a model that still makes mistakes, whose classes have names."""
+    tmp = tmp_path_factory.mktemp("fashion_run")
+    run_dir = tmp / "run"
+    root = write_dataset(tmp / "data", folder_name="FashionMNIST")
+    overrides = ["data=fashion_mnist", "optimizer.lr=1e-5", "trainer.max_epochs=1"]
+    result = run_in_process("lenet_pl.train", *tiny_args(root, run_dir, *overrides), cwd=tmp)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return run_dir
+
+
 @contextlib.contextmanager
 def _process_state(cwd: Path | None) -> Iterator[None]:
     """Undo afterwards what a command sets for its process: the environment, working folder, argv, torch's

@@ -10,7 +10,6 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.datasets import FashionMNIST
 
-from conftest import run_in_process, tiny_args, write_dataset
 from lenet_pl.callbacks import confusion_matrix_image
 from lenet_pl.evaluate import main
 
@@ -55,13 +54,8 @@ def test_evaluate_reproduces_the_runs_test_metrics_and_writes_its_report(mnist_r
     assert acc.value == pytest.approx(report["test/acc"], abs=1e-6) and acc.step == report["global_step"]
 
 
-def test_a_fashion_mnist_run_is_evaluated_and_pictured_with_its_class_names(tmp_path: Path, capsys):
-    root = write_dataset(tmp_path / "data", folder_name="FashionMNIST")
-    run_dir = tmp_path / "run"
-    overrides = ("data=fashion_mnist", "optimizer.lr=1e-5", "trainer.max_epochs=1")  # a model with mistakes
-    result = run_in_process("lenet_pl.train", *tiny_args(root, run_dir, *overrides), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert main([f"ckpt_path={run_dir}", "worst=4", f"output={tmp_path / 'out'}"]) == 0
+def test_a_fashion_mnist_run_is_evaluated_and_pictured_with_its_class_names(fashion_run: Path, tmp_path, capsys):
+    assert main([f"ckpt_path={fashion_run}", "worst=4", f"output={tmp_path / 'out'}"]) == 0
     report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert report["classes"] == FashionMNIST.classes and report["classes"][6] == "Shirt"
     printed = capsys.readouterr().out
@@ -77,7 +71,7 @@ def test_a_fashion_mnist_run_is_evaluated_and_pictured_with_its_class_names(tmp_
     digits = [str(d) for d in range(10)]
     assert torch.equal(confusion_matrix_image(matrix, names=digits), confusion_matrix_image(matrix))
     # training's own pictures name the classes too: the test confusion matrix is the wider one
-    logged = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    logged = EventAccumulator(str(fashion_run), size_guidance={"images": 0})
     logged.Reload()
     [picture] = logged.Images("test/confusion_matrix")
     assert picture.width == confusion_matrix_image(matrix, names=names).shape[2]

@@ -10,6 +10,7 @@ from pathlib import Path
 import onnxruntime
 import pytest
 import torch
+from torchvision.datasets import FashionMNIST
 
 from lenet_pl.export import main, read_metadata
 from lenet_pl.runtime.trained import load_run
@@ -121,3 +122,12 @@ def test_torchscript_export_needs_none_of_the_onnx_packages(rbf_run: Path, tmp_p
     assert main([f"ckpt_path={rbf_run}", "format=torchscript", f"output={output}", "check_digits=10"]) == 0
     assert f"wrote {output} (torchscript)" in capsys.readouterr().out
     assert read_metadata(output)["classes"] == "0,1,2,3,4,5,6,7,8,9"
+    assert json.loads(read_metadata(output)["class_names"]) == [str(d) for d in range(10)]
+
+
+def test_a_fashion_mnist_export_names_its_classes_and_its_preprocessing(fashion_run: Path, tmp_path: Path, capsys):
+    output = tmp_path / "fashion.pt"
+    assert main([f"ckpt_path={fashion_run}", "format=torchscript", f"output={output}", "check_digits=10"]) == 0
+    metadata = read_metadata(output)
+    assert json.loads(metadata["class_names"]) == FashionMNIST.classes  # "T-shirt/top" holds a slash: JSON
+    assert "to_fashion_mnist" in metadata["preprocessing"] and "(x - 0.286) / 0.353" in metadata["preprocessing"]

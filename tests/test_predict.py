@@ -1,4 +1,4 @@
-"""`python -m lenet_pl.predict`: image files of any size, colour and polarity, MNIST's preprocessing."""
+"""`python -m lenet_pl.predict`: image files of any size, colour and polarity, the data set's own preprocessing."""
 
 import json
 from pathlib import Path
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
-from torchvision.datasets import MNIST
+from torchvision.datasets import MNIST, FashionMNIST
 
+from lenet_pl.data import MNISTDataModule
 from lenet_pl.predict import main
-from lenet_pl.runtime.images import to_mnist
+from lenet_pl.runtime.images import describe_preprocessing, to_fashion_mnist, to_mnist
 from lenet_pl.runtime.trained import load_run
 
 DIGITS = 60  # real MNIST test digits, each rendered in every variant below
@@ -122,3 +123,67 @@ def test_to_mnist_is_the_same_for_either_polarity_colour_and_transparency():
 def test_bad_options_are_one_clear_error(mnist_run: Path, tmp_path: Path, capsys, args, expected):
     assert main([f"ckpt_path={mnist_run}", f"inputs={tmp_path}", *args]) == 2
     assert capsys.readouterr().err == f"error: {expected}.\n"
+
+
+def product(height: int = 28, width: int = 16, brightness: int = 180) -> np.ndarray:
+    """A 28x28 Fashion-MNIST-like image: a light trapezoid (a dress) on black, `height` x `width` pixels."""
+    image = np.zeros((28, 28), np.uint8)
+    top, left = (28 - height) // 2, (28 - width) // 2
+    for row in range(height):
+        inset = round((height - 1 - row) * width / (4 * height))  # narrower at the top
+        image[top + row, left + inset : left + width - inset] = brightness
+    return image
+
+
+def test_to_fashion_mnist_fills_28_pixels_on_the_longer_side_centres_and_keeps_the_brightness():
+    original = product()
+    photo = Image.fromarray(255 - original).resize((140, 140), Image.Resampling.BICUBIC)  # dark on white, 5x
+    image = to_fashion_mnist(photo).float()
+    rows, cols = (image > 12).any(dim=1).nonzero(), (image > 12).any(dim=0).nonzero()
+    assert (rows.min(), rows.max()) == (0, 27)  # the longer side spans the canvas
+    assert abs((cols.min() + cols.max()) / 2 - 13.5) <= 0.5 and 15 <= cols.max() - cols.min() + 1 <= 17
+    assert 170 <= image.max() <= 190  # not stretched to 255: a dim product stays dim
+    assert (image - torch.from_numpy(original).float()).abs().mean() < 12  # back where it came from
+    # wider than tall: the width fills 28, the height is centred
+    wide = to_fashion_mnist(Image.fromarray(255 - product().T.copy()).resize((300, 300))).float()
+    rows = (wide > 12).any(dim=1).nonzero()
+    assert abs((rows.min() + rows.max()) / 2 - 13.5) <= 0.5 and (wide > 12).any(dim=0).all()
+    assert torch.equal(to_fashion_mnist(Image.fromarray(original)), to_fashion_mnist(Image.fromarray(original)))
+    with pytest.raises(ValueError, match="no product found"):
+        to_fashion_mnist(Image.new("L", (50, 50), 250))
+
+
+def test_a_fashion_mnist_run_predicts_named_classes_from_its_own_preprocessing(fashion_run: Path, tmp_path, capsys):
+    photos = {"dress.png": product(), "bag.png": product(20, 26, 120)}
+    for name, image in photos.items():
+        Image.fromarray(255 - image).resize((112, 112), Image.Resampling.BICUBIC).save(tmp_path / name)
+    run = load_run(fashion_run)
+    with torch.inference_mode():
+        prepared = [to_fashion_mnist(Image.open(tmp_path / name)) for name in sorted(photos)]
+        expected = run.net(run.datamodule().preprocess(torch.stack(prepared))).argmax(dim=1).tolist()
+
+    assert main([f"ckpt_path={fashion_run}", f"inputs={tmp_path}", "format=jsonl", "top_k=2"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(line["file"]).name for line in lines] == sorted(photos)
+    assert [line["class"] for line in lines] == expected and "digit" not in lines[0]
+    assert all(line["name"] == FashionMNIST.classes[line["class"]] for line in lines)
+    assert lines[0]["top"][0]["class"] == expected[0] and lines[0]["top"][0]["name"] == lines[0]["name"]
+    assert len(lines[0]["top"]) == 2
+
+    assert main([f"ckpt_path={fashion_run}", f"inputs={tmp_path / 'dress.png'}"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["file", "class", "probability"]
+    assert f"{expected[1]} {FashionMNIST.classes[expected[1]]}" in row
+
+    blank = tmp_path / "blank.png"
+    Image.new("L", (40, 40), 255).save(blank)
+    assert main([f"ckpt_path={fashion_run}", f"inputs={blank}"]) == 1
+    assert "cannot read it as an image of a product" in capsys.readouterr().err
+
+
+def test_an_exported_models_metadata_names_its_data_sets_preprocessing():
+    fashion = describe_preprocessing(MNISTDataModule(root="unused", dataset="fashion_mnist", mean=0.286, std=0.353))
+    digits = describe_preprocessing(MNISTDataModule(root="unused"))
+    assert "to_fashion_mnist" in fashion["preprocessing"] and "one product each" in fashion["input"]
+    assert fashion["preprocessing"].endswith("normalise: (x - 0.286) / 0.353.")
+    assert "to_mnist" in digits["preprocessing"] and "centre of mass" in digits["preprocessing"]

@@ -28,6 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from lenet_pl.data import class_names
 from lenet_pl.runtime.cli import config_command
 from lenet_pl.runtime.errors import UserError, import_extra
 from lenet_pl.runtime.images import describe_preprocessing
@@ -93,6 +94,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
 
     metadata = {key: str(value) for key, value in describe_preprocessing(datamodule).items()}
     metadata["classes"] = ",".join(map(str, range(run.config.model.num_classes)))
+    metadata["class_names"] = json.dumps(class_names(run.config.data.dataset, run.config.model.num_classes))
     metadata["checkpoint"] = str(run.ckpt_path)
     metadata["config"] = json.dumps(OmegaConf.to_container(run.config))
     exporter, suffix = EXPORTERS[cfg.format]

@@ -21,7 +21,7 @@ from lenet_pl.data import MNISTDataModule
 from lenet_pl.inside_view import inside_figure
 from lenet_pl.runtime.cli import config_command
 from lenet_pl.runtime.errors import UserError
-from lenet_pl.runtime.images import to_mnist
+from lenet_pl.runtime.images import IMAGE_PREPARATION
 from lenet_pl.runtime.trained import load_run
 
 
@@ -50,7 +50,9 @@ def render(cfg: DictConfig) -> int:
                 f"from 0 to {len(labels) - 1}."
             )
         x, label = datamodule.preprocess(images[index : index + 1].cpu()), int(labels[index])
-        what, stem = f"test digit #{index} (label {label})", f"test{index}"
+        name = datamodule.classes[label] if label < len(datamodule.classes) else str(label)
+        named = f"label {label}" if name == str(label) else f"label {label}, {name}"  # Fashion-MNIST: "label 6, Shirt"
+        what, stem = f"test {'digit' if name == str(label) else 'image'} #{index} ({named})", f"test{index}"
     model = run.config.model._target_.rsplit(".", 1)[-1]
     title = f"Inside {model}: {what}   ({run.ckpt_path.name}, step {run.global_step})"
     figure = inside_figure(run.net, x, title, label)
@@ -62,18 +64,19 @@ def render(cfg: DictConfig) -> int:
 
 
 def read_image(path: Path, datamodule: MNISTDataModule) -> Tensor:
-    """An image file of one digit -> the model's input, preprocessed as `lenet_pl.predict` does it (runtime.images)."""
+    """An image file of one digit (or product) -> the model's input, preprocessed as `lenet_pl.predict` does it."""
+    prepare, what = IMAGE_PREPARATION[datamodule.dataset_name]
     if not path.is_file():
-        raise UserError(f"image={str(path)!r} does not exist. Give an image file of one digit (.png, .jpg, ...).")
+        raise UserError(f"image={str(path)!r} does not exist. Give an image file of one {what} (.png, .jpg, ...).")
     try:
         with Image.open(path) as opened:
-            digit = to_mnist(opened)
+            image = prepare(opened)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise UserError(
-            f"image={str(path)!r} cannot be read as an image of a digit ({err}). Give an image file "
-            "(.png, .jpg, .bmp, .gif, .tif, .webp) showing one digit."
+            f"image={str(path)!r} cannot be read as an image of a {what} ({err}). Give an image file "
+            f"(.png, .jpg, .bmp, .gif, .tif, .webp) showing one {what}."
         ) from err
-    return datamodule.preprocess(digit[None])
+    return datamodule.preprocess(image[None])
 
 
 def main(argv: list[str] | None = None) -> int:
