@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import REPO, run_in_process, tiny_args, write_dataset
 from lenet_pl import evaluate, predict
+from lenet_pl.runtime.checkpoints import _run_identity
+from lenet_pl.runtime.compose import compose_config
 
 OLD_RUNS = Path(__file__).parent / "data" / "old_run"
 NAMES = ("classic", "lenet1998")
@@ -82,11 +85,6 @@ def test_training_resumes_from_old_checkpoints_for_one_more_epoch(old_runs, tmp_
 
 
 def test_a_run_saved_before_a_neutral_key_existed_is_the_same_run_for_ckpt_path_last():
-    from omegaconf import OmegaConf
-
-    from lenet_pl.runtime.checkpoints import _run_identity
-    from lenet_pl.runtime.compose import compose_config
-
     now = compose_config(["experiment=lenet1998", "paths.output_dir=unused"])
     saved = OmegaConf.to_container(now, resolve=False)
     del saved["optimizer"]["divide_by"]  # as a run saved before SDLM had divide_by
