@@ -22,7 +22,7 @@ TRIM = 0.05
 def _ink(image: Image.Image, what: str, least: float) -> Tensor:
     """Grayscale (colour by luminance; transparent areas count as white paper), inverted when the border
     is light (MNIST's and Fashion-MNIST's images are light on black), minus the border's median: the
-    background 0, the ink above it. Raises ValueError when no pixel is `least` above the background."""
+    background 0, the ink above it. Raises ValueError unless some pixel is more than `least` above it."""
     image = ImageOps.exif_transpose(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
@@ -31,7 +31,7 @@ def _ink(image: Image.Image, what: str, least: float) -> Tensor:
     if border.median() > 0.5:
         gray, border = 1 - gray, 1 - border
     ink = (gray - border.median()).clamp(min=0)
-    if ink.max() < least:
+    if not ink.max() > least:
         raise ValueError(f"no {what} found: the image is (nearly) uniform")
     return ink
 
@@ -94,7 +94,7 @@ def to_fashion_mnist(image: Image.Image) -> Tensor:
 # Each data set's conversion of an image file, and what it is an image of (for messages).
 IMAGE_PREPARATION: dict[str, tuple[Callable[[Image.Image], Tensor], str]] = {
     "mnist": (to_mnist, "digit"),
-    "fashion_mnist": (to_fashion_mnist, "product (a piece of clothing, a bag or a shoe)"),
+    "fashion_mnist": (to_fashion_mnist, "product"),  # a piece of clothing, a bag or a shoe
 }
 
 
