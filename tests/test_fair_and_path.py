@@ -6,7 +6,9 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
+import matplotlib.figure
 import matplotlib.image
 import numpy as np
 import pytest
@@ -26,6 +28,7 @@ from lenet_pl.report import write_report
 from lenet_pl.runtime.compose import compose_config
 from lenet_pl.runtime.errors import ConfigError, OutputError, UserError
 from lenet_pl.runtime.values import validate
+from lenet_pl.sweeps import report_plots
 from lenet_pl.sweeps.factorial import analyse
 from lenet_pl.sweeps.jobs import identity, load_jobs, overrides_dict
 from lenet_pl.sweeps.plan import (
@@ -38,6 +41,7 @@ from lenet_pl.sweeps.plan import (
     tuned_configurations,
     tuned_total,
 )
+from lenet_pl.sweeps.stats import Trial, select
 from lenet_pl.train import record_failure
 
 T2 = 4.302653  # t(0.975, 2 degrees of freedom): three seeds
@@ -161,6 +165,36 @@ def test_selection_picks_by_validation_never_by_test(tmp_path):
     assert "## Learning-rate selection (validation only)" in markdown
     # the diverged runs are listed as failed, and the report did not crash on them
     assert markdown.count("failed: TrainingDiverged: loss inf at lr 1.0") == 2
+
+
+def test_the_selection_plot_draws_screened_out_rates_hollow_at_their_first_seed_score_and_failures_as_x(
+    tmp_path, monkeypatch
+):
+    first = [Trial(0.03, 0, 0.950), Trial(0.1, 0, 0.980), Trial(0.3, 0, 0.981), Trial(1.0, 0, None, "diverged")]
+    later = [Trial(0.1, 6, 0.984), Trial(0.3, 6, 0.977)]
+    selection = select([*first, *later], [0.03, 0.1, 0.3, 1.0], seeds=[0, 6], top=2)
+    tune = SimpleNamespace(
+        by="optimizer",
+        key="optimizer.lr",
+        metric="val/acc_best",
+        seeds=[0, 6],
+        candidates=lambda c: [0.03, 0.1, 0.3, 1.0],
+    )
+    tuned = [SimpleNamespace(config={"optimizer": "sgd", "activation": "relu"}, selection=selection)]
+    figures = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: figures.append(fig))
+    report_plots.plot_selection(tuned, tune, ["activation", "optimizer"], tmp_path / "lr_selection.png")
+    [ax] = figures[0].axes
+    drawn = {
+        (line.get_marker(), line.get_markerfacecolor() == "none"): list(zip(*line.get_data(), strict=True))
+        for line in ax.get_lines()
+        if len(line.get_xdata())
+    }
+    floor = 97.9  # the axis starts at the lowest mean (within 3 points of the best)
+    assert drawn["o", False] == [(0.1, pytest.approx(98.2)), (0.3, pytest.approx(97.9))]  # the mean over seeds 0, 6
+    assert drawn["v", True] == [(0.03, pytest.approx(floor))]  # seed 0's 95.0, below the axis: not "lost"
+    assert drawn["x", False] == [(1.0, pytest.approx(floor))]  # the diverged rate
+    assert any("hollow: scored on seed 0 alone" in text.get_text() for text in figures[0].texts)
 
 
 def test_configurations_are_reported_at_the_chosen_rate_with_a_95_percent_interval(tmp_path):

@@ -113,6 +113,7 @@ def test_a_screened_selection_runs_the_later_seeds_on_the_first_seeds_best_and_c
     both = select([*first, Trial(0.1, 6, 0.984), Trial(0.3, 6, 0.977)], [0.03, 0.1, 0.3, 1.0], seeds=[0, 6], top=2)
     assert both.chosen == 0.1 and both.scores == pytest.approx({0.1: 0.982, 0.3: 0.979})
     assert both.first_seed_choice == 0.3 and both.changed_by_more_seeds and not both.at_edge
+    assert both.screened_out == [0.03]  # ran on seed 0 only; the diverged 1.0 lost, it was not screened out
     # a finalist that fails on the later seed loses; the other finalist wins even if seed 0 ranked it second
     failed = select([*first, Trial(0.3, 6, None, "diverged"), Trial(0.1, 6, 0.9)], [0.03, 0.1, 0.3, 1.0], [0, 6], top=2)
     assert failed.chosen == 0.1 and failed.lost[0.3] == "seed 6: diverged"

@@ -261,12 +261,14 @@ def plot_selection(tuned: list[Any], tune: Any, config_axes: list[str], path: Pa
     fig, panels = plt.subplots(1, n, figsize=(6 * n + 3, 5), squeeze=False)
     colors = plt.get_cmap("tab10")
     others = [a for a in config_axes if a != tune.by]
+    screened_anywhere = False
     for k, (by_value, group) in enumerate(panels_by.items()):
         ax = panels[0][k]
         scored = [100 * v for t in group for v in t.selection.scores.values()]
         # A run stuck near chance (a dead ReLU net at 11%) would squash the others into one line:
         # the axis shows 3 points below the best, and anything lower sits on its floor as a "v".
         floor = max(min(scored, default=0.0), max(scored, default=0.0) - 3.0)
+        any_screened = clipped = False
         for i, t in enumerate(group):
             grid = tune.candidates(t.config)
             s = t.selection
@@ -278,14 +280,21 @@ def plot_selection(tuned: list[Any], tune: Any, config_axes: list[str], path: Pa
             ax.plot(below, [floor] * len(below), marker="v", linestyle="", markersize=10, color=colors(i % 10))
             if s.chosen is not None:
                 ax.plot([s.chosen], [100 * s.scores[s.chosen]], marker="*", markersize=16, color=colors(i % 10))
-            lost = [v for v in grid if v in s.lost]
+            # Screened out: scored on the first seed alone, which ruled it out: hollow, at that score.
+            screened = {v: 100 * s.first_seed[v] for v in grid if v in s.screened_out and v in s.first_seed}
+            any_screened |= bool(screened)
+            above = [v for v in screened if screened[v] >= floor]
+            below = [v for v in screened if screened[v] < floor]
+            hollow = {"markerfacecolor": "none", "linestyle": "", "color": colors(i % 10)}
+            ax.plot(above, [screened[v] for v in above], marker="o", markersize=7, **hollow)
+            ax.plot(below, [floor] * len(below), marker="v", markersize=10, **hollow)
+            clipped |= bool(below)
+            lost = [v for v in grid if v in s.lost and v not in screened]
             ax.plot(lost, [floor] * len(lost), marker="x", linestyle="", markersize=10, color=colors(i % 10))
         ax.set_xscale("log")
-        clipped = any(v < floor for v in scored)
-        ax.set_xlabel(
-            f"{tune.key} (log scale); star: chosen; x: lost (failed or diverged)"
-            + (f"; v: below {floor:.1f}%" if clipped else "")
-        )
+        clipped |= any(v < floor for v in scored)
+        ax.set_xlabel(f"{tune.key} (log scale)" + (f"; v: below {floor:.1f}%" if clipped else ""))
+        screened_anywhere |= any_screened
         seeds = ", ".join(map(str, tune.seeds))
         ax.set_ylabel(f"{tune.metric} (%), " + (f"mean over seeds {seeds}" if len(tune.seeds) > 1 else f"seed {seeds}"))
         ax.set_title(f"{tune.by}={by_value}" if tune.by else "candidates")
@@ -293,7 +302,11 @@ def plot_selection(tuned: list[Any], tune: Any, config_axes: list[str], path: Pa
     handles, labels = panels[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, title=" / ".join(others), fontsize=8, loc="center right")
     fig.suptitle("learning-rate selection on validation (one line per configuration)")
-    fig.tight_layout(rect=(0, 0, 1 - 2.6 / (6 * n + 3), 1))
+    key = "star: chosen; x: lost (failed or diverged)"
+    if screened_anywhere:
+        key += f"; hollow: scored on seed {tune.seeds[0]} alone, not among its best (screened out)"
+    fig.text(0.5, 0.01, key, ha="center", fontsize=9)
+    fig.tight_layout(rect=(0, 0.04, 1 - 2.6 / (6 * n + 3), 1))
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
 

@@ -94,6 +94,9 @@ class Trial:
     failure: str | None = None  # why it failed (diverged, ...), when it did
 
 
+SCREENED_OUT = "screened out"  # how Selection.lost words a candidate that ran on the first seed only
+
+
 @dataclass(frozen=True)
 class Selection:
     """The candidate a configuration trains with, and why."""
@@ -111,6 +114,11 @@ class Selection:
         if self.chosen is not None:
             return "chosen"
         return "pending" if self.pending else "all candidates lost"
+
+    @property
+    def screened_out(self) -> list[float]:
+        """Candidates that ran on the first selection seed only, not being among its `top` best."""
+        return sorted(v for v, why in self.lost.items() if why.startswith(SCREENED_OUT))
 
     @property
     def changed_by_more_seeds(self) -> bool:
@@ -181,7 +189,7 @@ def select(
     final = finalists(first_seed, top) if screened else list(by_candidate)
     for value in by_candidate:
         if value not in final and judge(value, [first]):
-            lost[value] = f"screened out: not among the {top} best on seed {first}"
+            lost[value] = f"{SCREENED_OUT}: not among the {top} best on seed {first}"
     scores = {
         v: statistics.fmean(by_candidate[v][s].score for s in seeds)  # type: ignore[misc]
         for v in final
