@@ -23,6 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
+from lenet_pl.data import class_label
 from lenet_pl.inside_view import inside_figure
 
 log = logging.getLogger("lenet_pl")
@@ -59,7 +60,7 @@ def confusion_matrix_image(
     "6 Shirt"); columns with the class alone, which is all a cell's width holds.
     """
     n, top = len(matrix), 44
-    rows = [str(i) if names is None or names[i] == str(i) else f"{i} {names[i]}" for i in range(n)]
+    rows = [class_label(i, names or []) for i in range(n)]
     margin = max(28, 8 + 6 * max(len(r) for r in rows) + 6)  # PIL's default font: 6 px a character
     image = Image.new("RGB", (margin + n * cell + 8, top + n * cell + 8), "white")
     draw = ImageDraw.Draw(image)

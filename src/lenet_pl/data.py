@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -38,6 +38,13 @@ def class_names(dataset: str, num_classes: int) -> list[str]:
     """The names of `dataset`'s labels 0..num_classes-1; the labels themselves for a data set without names."""
     names = CLASS_NAMES.get(dataset, [])
     return names[:num_classes] if len(names) >= num_classes else [str(c) for c in range(num_classes)]
+
+
+def class_label(label: int, names: Sequence[str]) -> str:
+    """A class as tables and pictures show it: "6 Shirt" where it has a name beyond its number, "6" where
+    its name is its digit (MNIST) or it has none."""
+    name = names[label] if 0 <= label < len(names) else str(label)
+    return str(label) if name == str(label) else f"{label} {name}"
 
 
 IMAGE_SIZE = 28  # side of every MNIST-family image

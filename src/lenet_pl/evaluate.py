@@ -27,7 +27,7 @@ from torchmetrics.functional.classification import (
 )
 
 from lenet_pl.callbacks import confusion_matrix_image, labelled_grid
-from lenet_pl.data import class_names
+from lenet_pl.data import class_label, class_names
 from lenet_pl.runtime.cli import config_command
 from lenet_pl.runtime.errors import UserError
 from lenet_pl.runtime.trained import load_run
@@ -123,7 +123,7 @@ def write_report(report: dict[str, Any], worst_images: torch.Tensor, run_dir: Pa
 
 def _row_labels(report: dict[str, Any]) -> list[str]:
     """Each class as a table row names it: the label, and its name where that is not the label itself."""
-    return [name if name == str(c) else f"{c} {name}" for c, name in enumerate(report["classes"])]
+    return [class_label(c, report["classes"]) for c in range(len(report["classes"]))]
 
 
 def per_class_table(report: dict[str, Any], markdown: bool = False) -> str:

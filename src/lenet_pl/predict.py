@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 from PIL import Image
 
-from lenet_pl.data import class_names
+from lenet_pl.data import class_label, class_names
 from lenet_pl.runtime.cli import config_command
 from lenet_pl.runtime.errors import UserError
 from lenet_pl.runtime.images import IMAGE_PREPARATION
@@ -95,9 +95,6 @@ def print_results(
         named = {"digit": c} if names is None else {"class": c, "name": names[c]}
         return named | {"probability": round(p, 6)}
 
-    def label(c: int) -> str:
-        return str(c) if names is None else f"{c} {names[c]}"
-
     if fmt == "jsonl":
         for r in results:
             line = {"file": r["file"]} | entry(r["class"], r["probability"])
@@ -109,7 +106,7 @@ def print_results(
     elif results:
         width = max(len("file"), *(len(r["file"]) for r in results))
         column = "digit" if names is None else "class"
-        labels = [label(r["class"]) for r in results]
+        labels = [class_label(r["class"], names or []) for r in results]
         wide = max(len(column), *(len(text) for text in labels))
         print(f"{'file':<{width}}  {column:>{wide}}  probability" + (f"  top {top_k}" if top_k > 1 else ""))
         for r, text in zip(results, labels, strict=True):

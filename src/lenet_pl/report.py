@@ -72,9 +72,9 @@ def _epochs_to_key(threshold: float) -> str:
     return f"epochs_to_{round(threshold * 100)}"
 
 
-def configuration_rows(sweep: Sweep) -> list[dict[str, Any]]:
-    """One row per configuration, best mean test accuracy first (tuned: at the chosen learning rate)."""
-    thresholds = accuracy_thresholds(sweep)
+def configuration_rows(sweep: Sweep, thresholds: tuple[float, float]) -> list[dict[str, Any]]:
+    """One row per configuration, best mean test accuracy first (tuned: at the chosen learning rate);
+    `thresholds`: the validation accuracies whose first epoch it reports (`accuracy_thresholds`)."""
     chosen = {sweep.key(t.config): t.selection for t in sweep.tuned}
     rows = []
     for values, group in sweep.groups.items():
@@ -443,7 +443,8 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
     """Write report.md, the CSV tables and the PNG plots to `out_dir`; return the Markdown."""
     sweep = read_sweep(sweep_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = configuration_rows(sweep)
+    thresholds = accuracy_thresholds(sweep)
+    rows = configuration_rows(sweep, thresholds)
     forward, reverse = path_data(sweep)
     is_path = bool(forward or reverse)
     cells = sweep.cells(_test_error)
@@ -490,7 +491,7 @@ def write_report(sweep_dir: Path, out_dir: Path) -> str:
             if any(r.get("test_error_last_epoch_mean") for r in rows)
             else {}
         ),
-        **{_epochs_to_key(t): f"epochs to {round(t * 100)}% val" for t in accuracy_thresholds(sweep)},
+        **{_epochs_to_key(t): f"epochs to {round(t * 100)}% val" for t in thresholds},
         "epochs": "epochs",
         "fit_seconds_mean": "fit s",
     }

@@ -268,7 +268,7 @@ def plot_selection(tuned: list[Any], tune: Any, config_axes: list[str], path: Pa
         # A run stuck near chance (a dead ReLU net at 11%) would squash the others into one line:
         # the axis shows 3 points below the best, and anything lower sits on its floor as a "v".
         floor = max(min(scored, default=0.0), max(scored, default=0.0) - 3.0)
-        any_screened = clipped = False
+        clipped = False
         for i, t in enumerate(group):
             grid = tune.candidates(t.config)
             s = t.selection
@@ -282,7 +282,7 @@ def plot_selection(tuned: list[Any], tune: Any, config_axes: list[str], path: Pa
                 ax.plot([s.chosen], [100 * s.scores[s.chosen]], marker="*", markersize=16, color=colors(i % 10))
             # Screened out: scored on the first seed alone, which ruled it out: hollow, at that score.
             screened = {v: 100 * s.first_seed[v] for v in grid if v in s.screened_out and v in s.first_seed}
-            any_screened |= bool(screened)
+            screened_anywhere |= bool(screened)
             above = [v for v in screened if screened[v] >= floor]
             below = [v for v in screened if screened[v] < floor]
             hollow = {"markerfacecolor": "none", "linestyle": "", "color": colors(i % 10)}
@@ -294,7 +294,6 @@ def plot_selection(tuned: list[Any], tune: Any, config_axes: list[str], path: Pa
         ax.set_xscale("log")
         clipped |= any(v < floor for v in scored)
         ax.set_xlabel(f"{tune.key} (log scale)" + (f"; v: below {floor:.1f}%" if clipped else ""))
-        screened_anywhere |= any_screened
         seeds = ", ".join(map(str, tune.seeds))
         ax.set_ylabel(f"{tune.metric} (%), " + (f"mean over seeds {seeds}" if len(tune.seeds) > 1 else f"seed {seeds}"))
         ax.set_title(f"{tune.by}={by_value}" if tune.by else "candidates")
